@@ -1,0 +1,1 @@
+"""Shared plumbing of the HELM experiments: configs/CLI, runs and results I/O, Jacobians, plots."""

@@ -1,0 +1,83 @@
+"""One look for every figure: fixed colours per variant, median + IQR / CI bands, heatmaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are only ever saved
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 160
+
+# One colour per variant/planner/landscape name, the same in every figure of the repo.
+COLORS = {
+    "true": "#000000",
+    "flat": "#d62728",
+    "spectral": "#ff7f0e",
+    "hf": "#2ca02c",
+    "helm": "#1f77b4",
+    "mollified": "#9467bd",
+    "cem": "#8c564b",
+    "random": "#7f7f7f",
+    "bfs": "#17becf",
+    "helm_consistency": "#bcbd22",
+}
+_FALLBACK = plt.get_cmap("tab10").colors
+
+
+def color(name: str) -> str:
+    """The fixed colour of a variant; unknown names get a stable colour from tab10."""
+    return COLORS.get(name, _FALLBACK[sum(map(ord, name)) % len(_FALLBACK)])
+
+
+def apply_style() -> None:
+    plt.rcParams.update({
+        "figure.dpi": 100, "savefig.dpi": DPI, "font.size": 10, "axes.titlesize": 11,
+        "axes.labelsize": 10, "legend.fontsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.spines.top": False, "axes.spines.right": False,
+    })
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 4.0):
+    apply_style()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    return fig, axes
+
+
+def plot_band(ax, x, median, low, high, name: str, label: str | None = None, marker: str = "o",
+              linestyle: str = "-") -> None:
+    """A median (or mean) line with a shaded band [low, high] in the variant's colour."""
+    c = color(name)
+    ax.plot(x, median, marker=marker, ms=3.5, color=c, linestyle=linestyle, label=label or name)
+    ax.fill_between(x, low, high, color=c, alpha=0.18, linewidth=0)
+
+
+def plot_median_iqr(ax, x, samples, name: str, label: str | None = None, axis: int = 0, **kwargs) -> None:
+    """Median line and 25-75 % band of `samples` along `axis` (NaNs ignored)."""
+    q25, q50, q75 = np.nanpercentile(np.asarray(samples, dtype=float), [25, 50, 75], axis=axis)
+    plot_band(ax, x, q50, q25, q75, name, label, **kwargs)
+
+
+def heatmap(ax, x, y, z, title: str, cmap: str = "viridis", levels: int = 12, colorbar: bool = True):
+    """A pcolormesh of z (len(y), len(x)) with contour lines on top."""
+    mesh = ax.pcolormesh(x, y, z, cmap=cmap, shading="auto")
+    ax.contour(x, y, z, levels=levels, colors="white", linewidths=0.5, alpha=0.6)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.grid(False)
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, fraction=0.046, pad=0.04)
+    return mesh
+
+
+def save(fig, path: Path) -> Path:
+    """Save as PNG (dpi >= 150) and close the figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Experiment 1: spectral cliff of learned controlled-Lorenz world models."""

@@ -1,0 +1,1 @@
+"""Experiment 3: coarse-to-fine planning efficiency in MiniGrid."""
