@@ -128,8 +128,9 @@ class Exp1Config(RunConfig):
     train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)")
     train_steps: int = param(3000, "optimizer steps per model")
     batch_size: int = param(256, "training batch size (windows)")
-    lr: float = param(1e-3, "Adam learning rate")
-    lambda_spectral: float = param(1e-3, "weight of the hinge on the per-step spectral norm")
+    lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)")
+    lambda_spectral: float = param(0.1, "weight of the hinge on the per-step spectral norm (0.1: smallest value "
+                                   "meeting the norm criteria in sweep_lambda.py on the tuning seed; the seed had 1e-3)")
     lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the transition")
     hf_noise_sigma: float = param(0.05, "std of the input noise of the HF-invariance loss (normalized units)")
     # analysis
@@ -139,13 +140,16 @@ class Exp1Config(RunConfig):
     planning_max_iters: int = param(200, "Adam iteration budget of the planning test")
     planning_lr: float = param(0.05, "Adam learning rate on the action sequence")
     planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)")
-    lambda_sweep: list[float] = param([0.0, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+    lambda_sweep: list[float] = param([0.0, 1e-3, 1e-2, 3e-2, 1e-1, 2e-1, 3e-1, 1.0],
                                       "lambda_spectral values of the tuning-seed trade-off sweep")
+    growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this")
+    divergence_threshold: float = param(1e3, "final training loss above this (or NaN/Inf) marks a model diverged")
+    plots_only: bool = param(False, "rebuild metrics and plots from the saved arrays (results/exp1_arrays.npz)")
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_trajectories": 64, "num_test_trajectories": 16,
                 "trajectory_steps": 60, "burn_in_time": 5.0, "train_steps": 40, "batch_size": 64,
-                "horizons": [5, 20], "num_eval_states": 8, "planning_horizons": [10],
+                "horizons": [5, 20, 50, 100, 200], "num_eval_states": 8, "planning_horizons": [10],
                 "planning_max_iters": 20, "lambda_sweep": [0.0, 0.1]}
 
     def validate(self) -> None:
@@ -154,7 +158,7 @@ class Exp1Config(RunConfig):
                           "num_test_trajectories", "trajectory_steps", "hidden_dim", "num_layers",
                           "train_rollout_steps", "train_steps", "batch_size", "lr", "hf_noise_sigma",
                           "horizons", "num_eval_states", "planning_horizons", "planning_max_iters",
-                          "planning_lr", "planning_tolerance")
+                          "planning_lr", "planning_tolerance", "growth_fit_min_horizon", "divergence_threshold")
         _require_non_negative(self, "control_scale", "lambda_spectral", "lambda_hf")
         _require(all(v >= 0 for v in self.lambda_sweep), f"lambda_sweep must be >= 0, got {self.lambda_sweep}")
         ratio = self.dt_model / self.dt
@@ -166,6 +170,9 @@ class Exp1Config(RunConfig):
                  "per_horizon training needs trajectory_steps >= max(horizons)")
         _require(self.train_rollout_steps < self.trajectory_steps,
                  f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        _require(self.num_eval_states <= self.num_test_trajectories,
+                 f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
+        _require(self.trajectory_steps >= 10, "trajectory_steps must be >= 10 (10-step RMSE)")
 
 
 @dataclass
@@ -182,22 +189,24 @@ class Exp2Config(RunConfig):
     # model
     num_fourier_features: int = param(64, "random Fourier features of the input encoding")
     fourier_scale: float = param(30.0, "std of the random Fourier frequencies")
-    hidden_dim: int = param(256, "width of the energy MLP")
-    num_layers: int = param(3, "hidden layers of the energy MLP")
+    hidden_dim: int = param(128, "width of the energy MLP")
+    num_layers: int = param(2, "hidden layers of the energy MLP")
     # training
     train_steps: int = param(2000, "Adam steps per model")
     batch_size: int = param(512, "training batch size (points sampled uniformly from the domain)")
-    lr: float = param(1e-3, "Adam learning rate")
+    lr: float = param(1e-3, "Adam learning rate (cosine decay to 0)")
+    train_margin: float = param(0.1, "training points come from [-(1+m)L, (1+m)L]^2, so the fit holds up to the edge")
     hf_form: str = param("mollified_target", "HELM loss: mollified_target (fit E* at x+delta) | "
                          "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)")
-    lambda_hf: float = param(1.0, "weight of the consistency loss (hf_form=consistency)")
+    lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency; 10 from the "
+                             "tuning-seed sweep, the seed's 1.0 gave no funnel at any sigma)")
     hf_noise_sigma: float = param(0.05, "std of delta ~ N(0, sigma^2 I)")
     # analysis
     grid_resolution: int = param(200, "grid for energy plots and spurious-minima counts")
     basin_grid_resolution: int = param(50, "start grid (per side) of the basin-coverage test")
-    gd_steps_basin: int = param(500, "gradient-descent steps on the landscape")
-    gd_lr_basin: float = param(0.002, "gradient-descent step size")
-    polish_steps: int = param(500, "descent steps on the TRUE energy after the landscape's")
+    gd_steps_basin: int = param(300, "gradient-descent steps on the landscape")
+    gd_lr_basin: float = param(0.02, "gradient-descent step size (E* has curvature <= k + A w^2 = 25)")
+    polish_steps: int = param(300, "descent steps on the TRUE energy after the landscape's")
     sweep_sigmas: list[float] = param([0.01, 0.02, 0.035, 0.05, 0.08, 0.12, 0.2],
                                       "hf_noise_sigma values of the tuning-seed sweep")
     sweep_lambdas: list[float] = param([0.1, 1.0, 10.0], "lambda_hf values of the tuning-seed sweep (consistency)")
@@ -205,7 +214,7 @@ class Exp2Config(RunConfig):
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "train_steps": 100, "grid_resolution": 40,
                 "basin_grid_resolution": 10, "gd_steps_basin": 50, "polish_steps": 50,
-                "sweep_sigmas": [0.05], "sweep_lambdas": [1.0], "hidden_dim": 64}
+                "sweep_sigmas": [0.05], "sweep_lambdas": [1.0], "hidden_dim": 32, "batch_size": 128}
 
     def validate(self) -> None:
         super().validate()
@@ -213,7 +222,8 @@ class Exp2Config(RunConfig):
                           "fourier_scale", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr",
                           "hf_noise_sigma", "grid_resolution", "basin_grid_resolution", "gd_steps_basin",
                           "gd_lr_basin", "sweep_sigmas", "sweep_lambdas")
-        _require_non_negative(self, "ripple_amplitude", "lambda_hf", "polish_steps")
+        _require_non_negative(self, "ripple_amplitude", "lambda_hf", "polish_steps", "train_margin")
+        _require(all(v >= 0 for v in self.sweep_lambdas), f"sweep_lambdas must be >= 0, got {self.sweep_lambdas}")
         _require_choice(self, "hf_form", ("mollified_target", "consistency"))
 
 
@@ -228,51 +238,53 @@ class Exp3Config(RunConfig):
 
     env_id: str = param("HELM-SpanningMaze-v0", "registered MiniGrid environment")
     # data
-    num_walks: int = param(4000, "random-walk episodes collected for world-model training")
+    num_walks: int = param(2000, "random-walk episodes collected for world-model training")
     walk_length: int = param(64, "steps per random walk")
     # world model
-    latent_dim: int = param(32, "latent size")
-    hidden_dim: int = param(256, "MLP width")
-    model_train_steps: int = param(3000, "world-model training steps")
-    model_batch_size: int = param(256, "world-model batch size")
-    model_lr: float = param(1e-3, "world-model learning rate")
+    latent_dim: int = param(16, "latent size")
+    hidden_dim: int = param(128, "MLP width of the world model and the energy")
+    model_train_steps: int = param(2000, "world-model training steps")
+    model_batch_size: int = param(256, "batch size (windows) of world-model training")
+    model_lr: float = param(3e-3, "Adam learning rate of the world model (cosine decay)")
     model_rollout_steps: int = param(8, "latent rollout length of the prediction loss")
-    energy_train_steps: int = param(3000, "goal-energy (distance head) training steps")
-    lambda_spectral: float = param(1e-3, "weight of the spectral hinge on the transitions (HELM)")
-    lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the goal energy (HELM)")
-    hf_noise_sigma: float = param(0.3, "input-noise std of the HF-invariance of the goal energy")
+    lambda_spectral: float = param(1e-3, "HELM: weight of the spectral hinge on the fine transition")
+    energy_train_steps: int = param(2000, "goal-energy (quasimetric distance head) training steps")
+    energy_batch_size: int = param(1024, "state pairs per goal-energy training step")
+    energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)")
+    hf_noise_sigma: float = param(0.3, "HELM: input noise of the energy (x latent std); 0 = off")
     # planning
     planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])")
     num_eval_episodes: int = param(30, "evaluation episodes per horizon per seed")
     planners: list[str] = param(["flat", "helm", "cem", "random", "bfs"], "planners to evaluate")
-    coarse_stride: int = param(4, "fine steps per coarse step")
+    replan_every: int = param(4, "every planner re-plans after this many real steps")
+    coarse_stride: int = param(4, "fine steps per coarse step (HELM)")
+    helm_top_k: int = param(8, "HELM: coarse macro-actions refined by the fine model")
     gd_steps: int = param(100, "gradient steps of the flat planner")
     gd_lr: float = param(0.1, "learning rate of the flat planner")
     gumbel_tau: float = param(1.0, "Gumbel-Softmax temperature")
-    gd_steps_coarse: int = param(50, "gradient steps of HELM's coarse level")
-    gd_steps_fine: int = param(50, "gradient steps of HELM's fine level")
-    gd_lr_coarse: float = param(0.1, "learning rate of HELM's coarse level")
-    gd_lr_fine: float = param(0.05, "learning rate of HELM's fine level")
+    softmin_temperature: float = param(1.0, "temperature of the soft-min over the plan's energies (gradient planner)")
+    depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties")
     cem_num_samples: int = param(500, "CEM samples per iteration")
     cem_num_iters: int = param(10, "CEM iterations")
     cem_elite_frac: float = param(0.1, "CEM elite fraction")
 
     def quick_overrides(self) -> dict:
-        return {**super().quick_overrides(), "num_walks": 200, "model_train_steps": 50,
-                "energy_train_steps": 50, "planning_horizons": [10], "num_eval_episodes": 3,
-                "gd_steps": 5, "gd_steps_coarse": 5, "gd_steps_fine": 5, "cem_num_samples": 32,
-                "cem_num_iters": 2}
+        return {**super().quick_overrides(), "num_walks": 200, "model_train_steps": 100,
+                "energy_train_steps": 100, "planning_horizons": [10, 20], "num_eval_episodes": 4,
+                "gd_steps": 10, "cem_num_samples": 64, "cem_num_iters": 3}
 
     def validate(self) -> None:
         super().validate()
         _require_choice(self, "env_id", EXP3_ENV_IDS)
         _require_positive(self, "num_walks", "walk_length", "latent_dim", "hidden_dim", "model_train_steps",
                           "model_batch_size", "model_lr", "model_rollout_steps", "energy_train_steps",
-                          "hf_noise_sigma", "planning_horizons", "num_eval_episodes", "gd_steps", "gd_lr",
-                          "gumbel_tau", "gd_steps_coarse", "gd_steps_fine", "gd_lr_coarse", "gd_lr_fine",
-                          "cem_num_samples", "cem_num_iters")
+                          "energy_batch_size", "energy_lr", "planning_horizons",
+                          "num_eval_episodes", "replan_every", "helm_top_k", "gd_steps", "gd_lr", "gumbel_tau",
+                          "softmin_temperature", "cem_num_samples", "cem_num_iters")
         _require(self.coarse_stride >= 1, f"coarse_stride must be >= 1, got {self.coarse_stride}")
-        _require_non_negative(self, "lambda_spectral", "lambda_hf")
+        _require_non_negative(self, "lambda_spectral", "hf_noise_sigma", "depth_cost")
+        _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
+                 "walk_length must be >= model_rollout_steps and coarse_stride")
         _require(0 < self.cem_elite_frac <= 1, f"cem_elite_frac must be in (0, 1], got {self.cem_elite_frac}")
         _require(len(self.planners) > 0, "planners must not be empty")
         _require_choice(self, "planners", ("flat", "helm", "cem", "random", "bfs"))

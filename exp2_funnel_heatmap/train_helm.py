@@ -1,0 +1,25 @@
+"""HELM: the fit plus HF invariance (mollification), in one of two forms (`hf_form`).
+
+- `consistency` (the seed's wording): MSE to E*(x) + lambda_hf * E_delta (E(x + delta) - E(x))^2.
+  It penalises every variation of E_theta at scale sigma, the funnel's slope as much as the ripples.
+- `mollified_target`: E_delta (E(x) - E*(x + delta))^2, regression on noise-perturbed targets. Its
+  exact minimiser over functions is E_delta E*(x + delta) = E*_sigma, the Gaussian mollification,
+  so it removes features below sigma like a convolution and keeps the funnel.
+delta ~ N(0, sigma^2 I) in both.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from exp2_funnel_heatmap.energy_functions import Landscape, energy
+
+
+def mollified_target_loss(E_x: torch.Tensor, x: torch.Tensor, delta: torch.Tensor, p: Landscape) -> torch.Tensor:
+    """Per-model E_delta (E(x) - E*(x + delta))^2: E_x (M, B), x and delta (M, B, 2) -> (M,)."""
+    return ((E_x - energy(x + delta, p)) ** 2).mean(-1)
+
+
+def consistency_loss(E_x: torch.Tensor, E_x_delta: torch.Tensor) -> torch.Tensor:
+    """Per-model E_delta (E(x + delta) - E(x))^2: both (M, B) -> (M,)."""
+    return ((E_x_delta - E_x) ** 2).mean(-1)

@@ -1,0 +1,148 @@
+"""Batched training of many energy models at once (seeds x variants, or a whole sweep).
+
+Every model has its own init and its own data stream (uniform x, Gaussian delta), both drawn
+from generators seeded by the model's seed only: model m's result does not depend on which
+other models share the batch, and Flat and HELM of one seed see the same points. Adam acts
+element-wise, so summing the per-model losses trains each model exactly as if it were alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from exp2_funnel_heatmap.energy_functions import Landscape, energy, grid
+from exp2_funnel_heatmap.models import EnergyEnsemble
+from exp2_funnel_heatmap.train_flat import flat_loss
+from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
+from common.runs import load_checkpoint_if_matches, progress, save_checkpoint, to_jsonable
+
+FORMS = ("flat", "mollified_target", "consistency")
+DATA_SEED_OFFSET = 1_000_003  # the data stream of seed s uses generator seed s + offset
+CHUNK = 100  # steps of data drawn at once per model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to train: `form` in FORMS, HF noise `sigma`, consistency weight `lam`."""
+
+    name: str
+    seed: int
+    form: str
+    sigma: float = 0.0
+    lam: float = 0.0
+
+
+def energy_normalisation(p: Landscape) -> tuple[float, float]:
+    """(mean, std) of E* on the domain: fixed output offset/scale of the MLP."""
+    values = energy(grid(p, 101)[1], p)
+    return float(values.mean()), float(values.std())
+
+
+def build_ensemble(specs: list[ModelSpec], cfg) -> EnergyEnsemble:
+    p = Landscape.from_config(cfg)
+    offset, scale = energy_normalisation(p)
+    return EnergyEnsemble([s.seed for s in specs], cfg.num_fourier_features, cfg.fourier_scale,
+                          cfg.hidden_dim, cfg.num_layers, offset, scale)
+
+
+def _data_chunk(gens, specs, steps, batch, L):
+    """x (steps, M, B, 2) uniform on the domain and unit-variance noise of the same shape."""
+    xs, ds = [], []
+    for g in gens:
+        xs.append((torch.rand(steps, batch, 2, generator=g) * 2 - 1) * L)
+        ds.append(torch.randn(steps, batch, 2, generator=g))
+    return torch.stack(xs, 1), torch.stack(ds, 1)
+
+
+def per_model_loss(model, x, noise, specs, p) -> torch.Tensor:
+    """The loss of every model on its batch: x, noise (M, B, 2) -> (M,)."""
+    sigma = torch.tensor([s.sigma for s in specs], device=x.device).view(-1, 1, 1)
+    delta = noise * sigma
+    E_x = model(x)
+    is_flat, is_moll, is_cons = (torch.tensor([s.form == f for s in specs], device=x.device) for f in FORMS)
+    # masked sums: each model gets exactly its own form (0 * finite = 0 for the other forms)
+    loss = torch.where(is_moll, mollified_target_loss(E_x, x, delta, p), flat_loss(E_x, x, p))
+    if is_cons.any():  # the second forward pass only for the consistency models
+        idx = is_cons.nonzero().squeeze(1)
+        lam = torch.tensor([s.lam for s in specs], device=x.device)[idx]
+        hf = lam * consistency_loss(E_x[idx], model(x[idx] + delta[idx], models=idx))
+        loss = loss.index_add(0, idx, hf)
+    assert bool((is_flat | is_moll | is_cons).all()), f"unknown form in {specs}"
+    return loss
+
+
+def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: str = "train"
+                 ) -> tuple[EnergyEnsemble, torch.Tensor]:
+    """Train all `specs` in one batched loop; return the ensemble and each model's final loss (M,)
+    (mean of the last 50 steps' loss / energy_scale^2, NaN when the model diverged)."""
+    p = Landscape.from_config(cfg)
+    model = build_ensemble(specs, cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.train_steps)
+    gens = [torch.Generator().manual_seed(s.seed + DATA_SEED_OFFSET) for s in specs]
+    scale2 = model.energy_scale ** 2
+    tail = []
+    for step in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
+        if step % CHUNK == 0:
+            xs, ns = _data_chunk(gens, specs, min(CHUNK, cfg.train_steps - step), cfg.batch_size,
+                                 p.L * (1 + cfg.train_margin))
+            xs, ns = xs.to(device), ns.to(device)
+        loss = per_model_loss(model, xs[step % CHUNK], ns[step % CHUNK], specs, p) / scale2
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        sched.step()
+        if step >= cfg.train_steps - 50:
+            tail.append(loss.detach())
+    final = torch.stack(tail).mean(0)
+    finite = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in model.parameters()]).all(0)
+    return model, torch.where(finite, final, torch.nan).cpu()
+
+
+def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"
+                  ) -> tuple[EnergyEnsemble, torch.Tensor]:
+    """The trained ensemble for `specs`: models whose checkpoint exists with the same unit config are
+    loaded, the others trained together (batched) and checkpointed one file per model."""
+    model = build_ensemble(specs, cfg).to(device)
+    final_loss = torch.full((len(specs),), torch.nan)
+    paths = [ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs]
+    found = [load_checkpoint_if_matches(path, unit_config(s, cfg)) for s, path in zip(specs, paths)]
+    for m, payload in enumerate(found):
+        if payload is not None:
+            model.load_slice(m, payload["state"])
+            final_loss[m] = torch.nan if payload["final_loss"] is None else payload["final_loss"]
+    missing = [m for m, payload in enumerate(found) if payload is None]
+    if missing:
+        trained, losses = train_models([specs[m] for m in missing], cfg, device, desc)
+        for j, m in enumerate(missing):
+            state = trained.slice_state(j)
+            model.load_slice(m, state)
+            final_loss[m] = losses[j]
+            save_checkpoint(paths[m], {"unit_config": to_jsonable(unit_config(specs[m], cfg)), "state": state,
+                                       "final_loss": to_jsonable(losses[j])})
+    return model, final_loss
+
+
+def specs_for_run(cfg, seed: int) -> list[ModelSpec]:
+    """The three models of one reported seed: Flat, HELM (cfg.hf_form) and the other form (ablation)."""
+    other = "consistency" if cfg.hf_form == "mollified_target" else "mollified_target"
+    return [ModelSpec("flat", seed, "flat"),
+            helm_spec(cfg, "helm", seed, cfg.hf_form), helm_spec(cfg, f"helm_{other}", seed, other)]
+
+
+def helm_spec(cfg, name: str, seed: int, form: str, sigma: float | None = None, lam: float | None = None) -> ModelSpec:
+    """A HELM model; lambda_hf only enters the consistency form (kept 0 otherwise)."""
+    sigma = cfg.hf_noise_sigma if sigma is None else sigma
+    lam = (cfg.lambda_hf if lam is None else lam) if form == "consistency" else 0.0
+    return ModelSpec(name, seed, form, sigma, lam)
+
+
+def unit_config(spec: ModelSpec, cfg) -> dict:
+    """Everything that determines one trained model (its checkpoint's identity)."""
+    keys = ("domain_half_width", "quadratic_k", "ripple_amplitude", "ripple_frequency", "num_fourier_features",
+            "fourier_scale", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr", "train_margin")
+    return {**dataclasses.asdict(spec), **{k: getattr(cfg, k) for k in keys}}

@@ -1,0 +1,216 @@
+"""Basin analysis of every landscape and the figures, rebuilt from the saved arrays.
+
+Landscapes: `true` (E*), `mollified` (exact E*_sigma, the ideal HELM approximates), and the learned
+models `flat`, `helm` and `helm_<other form>` (one per seed).
+- Basin coverage: from each start of a `basin_grid_resolution`^2 grid, `gd_steps_basin` steps of
+  plain gradient descent at `gd_lr_basin` on the landscape (clamped to the domain), then
+  `polish_steps` of the same descent on the TRUE energy; success = the end point lies in the global
+  basin of E*.
+- Local minima on the `grid_resolution`^2 grid (8-neighbour, interior points, plateau ties broken by
+  grid order); "spurious" = all of them except one in the global basin.
+- Fit error: RMSE of each model to E* and to E*_sigma on the same grid.
+`python visualize_heatmap.py [--out-dir DIR]` redraws every plot from `results/exp2_arrays.npz`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common import viz_utils
+from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid, in_global_basin
+
+NUM_PATHS = 8  # descent paths drawn on the basin maps
+PATH_EVERY = 5  # keep every 5th point of a path
+
+
+def descend(grad_fn, x0: torch.Tensor, steps: int, lr: float, L: float, path_idx: torch.Tensor):
+    """Clamped gradient descent from x0 (M, N, 2); returns the end points (M, N, 2) and the paths
+    of the starts `path_idx` (K,), (M, K, steps // PATH_EVERY + 1, 2)."""
+    x, path = x0, [x0[:, path_idx]]
+    for step in range(steps):
+        x = (x - lr * grad_fn(x)).clamp(-L, L)
+        if (step + 1) % PATH_EVERY == 0:
+            path.append(x[:, path_idx])
+    return x, torch.stack(path, 2)
+
+
+def basin_coverage(grad_fn, p: Landscape, cfg, num_landscapes: int) -> dict:
+    """Descent on the landscape(s) then polish on E*, from the start grid (shared by all M landscapes).
+
+    Returns success (M, nb, nb) bool, coverage (M,), and the drawn paths (landscape phase and polish)."""
+    nb = cfg.basin_grid_resolution
+    starts = grid(p, nb)[1].reshape(1, -1, 2).expand(num_landscapes, -1, -1).contiguous()
+    path_idx = torch.linspace(0, nb * nb - 1, NUM_PATHS + 2)[1:-1].round().long()  # spread over the grid
+    with torch.no_grad():
+        x, path = descend(grad_fn, starts, cfg.gd_steps_basin, cfg.gd_lr_basin, p.L, path_idx)
+        x, polish = descend(lambda z: energy_grad(z, p), x, cfg.polish_steps, cfg.gd_lr_basin, p.L, path_idx)
+    success = in_global_basin(x, p) & torch.isfinite(x).all(-1)
+    return {"success": success.reshape(-1, nb, nb), "coverage": success.float().mean(1),
+            "path": path, "polish_path": polish}
+
+
+def local_minima(E: torch.Tensor) -> torch.Tensor:
+    """Bool mask (..., n, n) of interior grid points lower than all 8 neighbours (ties: the first
+    point of a plateau in grid order wins, so a tie between two points counts once)."""
+    c = E[..., 1:-1, 1:-1]
+    n = E.shape[-1]
+    mask = torch.ones_like(c, dtype=torch.bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di == dj == 0:
+                continue
+            nb = E[..., 1 + di:n - 1 + di, 1 + dj:n - 1 + dj]
+            mask &= (c <= nb) if (di, dj) > (0, 0) else (c < nb)  # later neighbours may tie
+    return torch.nn.functional.pad(mask, (1, 1, 1, 1)) & torch.isfinite(E)
+
+
+def spurious_minima(E: torch.Tensor, points: torch.Tensor, p: Landscape) -> torch.Tensor:
+    """Local minima of E (..., n, n) on the grid `points` (n, n, 2), minus one if any lies in the global basin."""
+    mask = local_minima(E)
+    total = mask.flatten(-2).sum(-1)
+    in_basin = (mask & in_global_basin(points, p)).flatten(-2).any(-1)
+    return total - in_basin.long()
+
+
+def analyze(model, names: list[str], seeds: list[int], p: Landscape, cfg, device) -> dict:
+    """All measurements as arrays. The model ensemble holds len(seeds) * len(names) models,
+    seed-major. Returns a dict of numpy arrays (saved to the npz, read by `summarize` and the plots)."""
+    S, V = len(seeds), len(names)
+    axis, points = grid(p, cfg.grid_resolution)
+    pts = points.reshape(1, -1, 2).to(device)
+    with torch.no_grad():
+        E_models = model(pts.expand(S * V, -1, -1).contiguous()).cpu().reshape(S, V, *points.shape[:2])
+    E_true, E_moll = energy(points, p), energy(points, p, cfg.hf_noise_sigma)
+    analytic = basin_coverage(lambda z: torch.stack([energy_grad(z[0], p), energy_grad(z[1], p, cfg.hf_noise_sigma)]),
+                              p, cfg, 2)
+    learned = basin_coverage(model.grad, p, cfg, S * V)
+    rmse = lambda E, ref: ((E - ref) ** 2).flatten(-2).mean(-1).sqrt()
+    return {
+        "seeds": np.array(seeds), "names": np.array(names), "sigma": np.array(cfg.hf_noise_sigma),
+        "ripple_amplitude": np.array(p.A), "axis": axis.numpy(),
+        "basin_axis": grid(p, cfg.basin_grid_resolution)[0].numpy(),
+        "E_true": E_true.numpy(), "E_mollified": E_moll.numpy(), "E_models": E_models.numpy(),
+        "minima_true": local_minima(E_true).numpy(), "minima_mollified": local_minima(E_moll).numpy(),
+        "minima_models": local_minima(E_models).numpy(),
+        "spurious_analytic": spurious_minima(torch.stack([E_true, E_moll]), points, p).numpy(),
+        "spurious_models": spurious_minima(E_models, points, p).numpy(),
+        "rmse_to_true": rmse(E_models, E_true).numpy(), "rmse_to_mollified": rmse(E_models, E_moll).numpy(),
+        "success_analytic": analytic["success"].numpy(), "coverage_analytic": analytic["coverage"].numpy(),
+        "success_models": learned["success"].reshape(S, V, *learned["success"].shape[1:]).numpy(),
+        "coverage_models": learned["coverage"].reshape(S, V).numpy(),
+        "path_models": learned["path"].reshape(S, V, *learned["path"].shape[1:]).numpy(),
+        "polish_models": learned["polish_path"].reshape(S, V, *learned["polish_path"].shape[1:]).numpy(),
+        "path_analytic": analytic["path"].numpy(), "polish_analytic": analytic["polish_path"].numpy(),
+    }
+
+
+def _stats(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values.tolist()}
+
+
+def summarize(a: dict, final_loss: np.ndarray) -> dict:
+    """metrics.json's measurements from the arrays: per landscape coverage (fraction of starts) and
+    spurious minima (mean, std, per seed), per model fit RMSE (absolute and in units of A)."""
+    S = len(a["seeds"])
+    names, A = list(a["names"]), float(a["ripple_amplitude"])
+    cov, spur = {}, {}
+    for j, name in enumerate(("true", "mollified")):  # seed-independent: repeated per seed
+        cov[name] = _stats([a["coverage_analytic"][j]] * S)
+        spur[name] = _stats([a["spurious_analytic"][j]] * S)
+    fit, diverged = {}, {}
+    for i, name in enumerate(names):
+        bad = ~np.isfinite(final_loss[:, i])
+        diverged[name] = [int(s) for s, b in zip(a["seeds"], bad) if b]
+        cov[name] = _stats(np.where(bad, np.nan, a["coverage_models"][:, i]))
+        spur[name] = _stats(np.where(bad, np.nan, a["spurious_models"][:, i]))
+        fit[name] = {"rmse_to_true": _stats(a["rmse_to_true"][:, i]),
+                     "rmse_to_mollified": _stats(a["rmse_to_mollified"][:, i]),
+                     "rmse_to_true_over_A": _stats(a["rmse_to_true"][:, i] / A),
+                     "rmse_to_mollified_over_A": _stats(a["rmse_to_mollified"][:, i] / A),
+                     "final_train_loss": _stats(final_loss[:, i])}
+    return {"coverage": cov, "spurious_minima": spur, "fit_error": fit, "diverged_seeds": diverged,
+            "num_basin_starts": int(a["success_analytic"][0].size)}
+
+
+# ----------------------------------------------------------------------------------------------
+# plots (from the arrays only)
+
+
+def _mark_minima(ax, axis, mask, label):
+    iy, ix = np.nonzero(mask)
+    ax.scatter(axis[ix], axis[iy], s=9, c="red", edgecolors="white", linewidths=0.4, label=label, zorder=3)
+
+
+def plot_energy(path, a: dict, panels: list[tuple[str, np.ndarray, np.ndarray]]):
+    """One heatmap per (title, energy (n, n), minima mask (n, n)) panel."""
+    fig, axes = viz_utils.new_figure(ncols=len(panels), width=4.6, height=4.0)
+    for ax, (title, E, mask) in zip(axes[0], panels):
+        viz_utils.heatmap(ax, a["axis"], a["axis"], E, title, levels=15)
+        _mark_minima(ax, a["axis"], mask, f"local minima ({int(mask.sum())})")
+        ax.set_xlabel("x1"), ax.set_ylabel("x2")
+        ax.legend(loc="upper right", fontsize=7)
+    return viz_utils.save(fig, path)
+
+
+def plot_basin(path, a: dict, title: str, success: np.ndarray, E: np.ndarray, path_xy: np.ndarray,
+               polish_xy: np.ndarray, coverage: float):
+    """Starts that reach the global basin (green) or not (red), landscape contours and descent paths
+    (solid: descent on the landscape; dotted: the polish on E*)."""
+    fig, axes = viz_utils.new_figure(width=5.2, height=4.8)
+    ax = axes[0, 0]
+    ax.pcolormesh(a["basin_axis"], a["basin_axis"], success.astype(float), cmap="RdYlGn", vmin=-0.3, vmax=1.3,
+                  shading="auto")
+    ax.contour(a["axis"], a["axis"], E, levels=15, colors="k", linewidths=0.4, alpha=0.5)
+    for k in range(path_xy.shape[0]):
+        ax.plot(path_xy[k, :, 0], path_xy[k, :, 1], "-", color="navy", lw=1.2)
+        ax.plot(polish_xy[k, :, 0], polish_xy[k, :, 1], ":", color="navy", lw=1.2)
+        ax.plot(path_xy[k, 0, 0], path_xy[k, 0, 1], "o", color="navy", ms=3)
+        ax.plot(polish_xy[k, -1, 0], polish_xy[k, -1, 1], "x", color="k", ms=5)
+    ax.plot([0], [0], "*", color="gold", ms=12, mec="k", label="global minimum x*")
+    ax.set_aspect("equal"), ax.grid(False), ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(f"{title}: {100 * coverage:.1f} % of starts reach the global basin")
+    ax.set_xlabel("x1"), ax.set_ylabel("x2")
+    return viz_utils.save(fig, path)
+
+
+def make_plots(a: dict, plot_dir) -> list:
+    """The five seed-named figures, for the first reported seed."""
+    sigma = float(a["sigma"])
+    names = list(a["names"])
+    v = {n: i for i, n in enumerate(names)}
+    other = [n for n in names if n.startswith("helm_")][0]
+    s = 0
+    out = [plot_energy(plot_dir / "exp2_true_energy.png", a, [
+        ("true energy E*", a["E_true"], a["minima_true"]),
+        (f"exact mollified E*_sigma (sigma={sigma:g})", a["E_mollified"], a["minima_mollified"])])]
+    out.append(plot_energy(plot_dir / "exp2_flat_energy.png", a, [
+        (f"Flat model (seed {a['seeds'][s]})", a["E_models"][s, v["flat"]], a["minima_models"][s, v["flat"]]),
+        ("Flat - E*", a["E_models"][s, v["flat"]] - a["E_true"], np.zeros_like(a["minima_true"]))]))
+    out.append(plot_energy(plot_dir / "exp2_helm_energy.png", a, [
+        (f"HELM model (seed {a['seeds'][s]})", a["E_models"][s, v["helm"]], a["minima_models"][s, v["helm"]]),
+        (f"ablation: {other}", a["E_models"][s, v[other]], a["minima_models"][s, v[other]])]))
+    for name, label in (("flat", "Flat"), ("helm", "HELM")):
+        i = v[name]
+        out.append(plot_basin(plot_dir / f"exp2_{name}_basin.png", a, label, a["success_models"][s, i],
+                              a["E_models"][s, i], a["path_models"][s, i], a["polish_models"][s, i],
+                              float(a["coverage_models"][s, i])))
+    return out
+
+
+def main() -> None:
+    """Redraw the plots from `results/exp2_arrays.npz` (no training)."""
+    from common.config import Exp2Config, parse
+
+    cfg = parse(Exp2Config, prog="visualize_heatmap.py")
+    path = cfg.output_dir() / "results" / "exp2_arrays.npz"
+    if not path.exists():
+        raise SystemExit(f"visualize_heatmap.py: error: {path} not found (run run_experiment.py first)")
+    arrays = dict(np.load(path))
+    for path in make_plots(arrays, cfg.output_dir() / "plots"):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
