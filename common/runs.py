@@ -9,10 +9,12 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,62 @@ def load_checkpoint_if_matches(path: Path, unit_config: dict) -> dict | None:
         return None
     payload = torch.load(path, map_location="cpu", weights_only=False)
     return payload if payload.get("unit_config") == to_jsonable(unit_config) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# output policy
+
+# Fields that change how a run is shown or where it runs, never what it computes: a saved run that
+# differs from the new one only in these is the same run (resume, nothing is moved aside).
+PRESENTATION_FIELDS = ("quiet", "strict", "num_threads", "device", "out_dir")
+
+
+def config_differences(saved: dict, new: dict, ignore=PRESENTATION_FIELDS) -> list[str]:
+    """Names of the fields (sorted) whose values differ between two configs as dicts, `ignore`d
+    fields left out; a field present in only one of them counts as different."""
+    saved, new = to_jsonable(saved), to_jsonable(new)
+    names = (set(saved) | set(new)) - set(ignore)
+    return sorted(n for n in names if n not in saved or n not in new or saved[n] != new[n])
+
+
+def prepare_output_dir(cfg) -> Path | None:
+    """Call before any work: never let this run silently overwrite the results of another config.
+
+    When `<out_dir>/results/config.json` exists and differs from `cfg` in a field other than
+    PRESENTATION_FIELDS, the old `plots/` and `results/` are moved to
+    `<out_dir>/previous/<UTC timestamp>/` (one printed line says so) and their new location is
+    returned. Same config (or no saved config): nothing moves and None is returned, so checkpoints
+    and outputs are resumed/overwritten by an identical run. Checkpoints never move: each carries
+    its own unit config and is only reused when that matches.
+    """
+    out = cfg.output_dir()
+    saved_path = out / "results" / "config.json"
+    if not saved_path.is_file():
+        return None
+    try:
+        saved = read_json(saved_path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved = {}  # unreadable: it cannot be shown to match, so keep it (moved aside)
+    if not isinstance(saved, dict):
+        saved = {}
+    changed = config_differences(saved, dataclasses.asdict(cfg))
+    if not changed:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest = out / "previous" / stamp
+    suffix = 1
+    while dest.exists():  # two moves within one second
+        dest, suffix = out / "previous" / f"{stamp}-{suffix}", suffix + 1
+    dest.mkdir(parents=True)
+    # plots first, results (holding config.json, the marker) last: a crash in between leaves the
+    # old config.json in place, so the next run moves the rest too and nothing is overwritten
+    moved = [name for name in ("plots", "results") if (out / name).exists()]
+    for name in moved:
+        shutil.move(str(out / name), str(dest / name))
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    print(f"output policy: {out} held results of a different config ({shown} differ); "
+          f"moved its {' and '.join(moved)} to {dest}")
+    return dest
 
 
 # ----------------------------------------------------------------------------------------------

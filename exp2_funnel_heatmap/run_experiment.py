@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from common.config import Exp2Config, parse
-from common.runs import (Timer, atomic_write_bytes, criterion, finish, read_json, seed_everything, setup_torch,
-                         write_results)
+from common.runs import (Timer, atomic_write_bytes, criterion, finish, prepare_output_dir, read_json, seed_everything,
+                         setup_torch, write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import analyze, make_plots, summarize
@@ -37,6 +37,7 @@ def criteria_rows(m: dict) -> list:
 def main(argv=None) -> int:
     cfg = parse(Exp2Config, argv, prog="run_experiment.py")
     device = setup_torch(cfg)
+    prepare_output_dir(cfg)  # a different config's results are moved to previous/, never overwritten
     timer = Timer()
     seed_everything(cfg.seeds[0])  # all randomness below uses explicit per-model generators
     out = cfg.output_dir()

@@ -1,15 +1,19 @@
 """Run plumbing: atomic writes, JSON conversion, criteria, resumable checkpoints, seeding."""
 
+import dataclasses
 import json
 import os
+from datetime import datetime
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from common.runs import (atomic_write_bytes, criterion, format_criteria_table, load_checkpoint_if_matches,
-                         save_checkpoint, seed_everything, to_jsonable, write_json)
+from common.config import Exp2Config
+from common.runs import (atomic_write_bytes, config_differences, criterion, format_criteria_table,
+                         load_checkpoint_if_matches, prepare_output_dir, read_json, save_checkpoint, seed_everything,
+                         to_jsonable, write_json)
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path):
@@ -59,3 +63,71 @@ def test_seed_everything_is_deterministic():
     seed_everything(3)
     b = (torch.rand(3), np.random.rand(2))
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# output policy: prepare_output_dir
+
+
+def _saved_run(cfg, tmp_path):
+    """Pretend `cfg` ran into tmp_path: its config.json, a metrics file, a plot and a checkpoint."""
+    write_json(tmp_path / "results" / "config.json", dataclasses.asdict(cfg))
+    write_json(tmp_path / "results" / "metrics.json", {"value": 1})
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "a.png").write_bytes(b"png")
+    save_checkpoint(tmp_path / "checkpoints" / "unit.pt", {"unit_config": {}})
+
+
+def test_prepare_output_dir_without_saved_results_moves_nothing(tmp_path, capsys):
+    assert prepare_output_dir(Exp2Config(out_dir=str(tmp_path / "fresh"))) is None
+    assert not (tmp_path / "fresh").exists()
+    (tmp_path / "results").mkdir()  # a folder without config.json (e.g. only a sweep's file)
+    write_json(tmp_path / "results" / "sweep.json", {})
+    assert prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5)) is None
+    assert (tmp_path / "results" / "sweep.json").exists() and capsys.readouterr().out == ""
+
+
+def test_prepare_output_dir_same_config_resumes_in_place(tmp_path, capsys):
+    _saved_run(Exp2Config(out_dir=str(tmp_path)), tmp_path)
+    # presentation fields differ (and out_dir spelled differently): still the same run
+    same = Exp2Config(out_dir=str(tmp_path) + "/", quiet=True, strict=True, num_threads=2, device="cpu")
+    assert prepare_output_dir(same) is None
+    assert (tmp_path / "results" / "metrics.json").exists() and (tmp_path / "plots" / "a.png").exists()
+    assert not (tmp_path / "previous").exists() and capsys.readouterr().out == ""
+
+
+def test_prepare_output_dir_moves_a_different_configs_results_aside(tmp_path, capsys):
+    old = Exp2Config(out_dir=str(tmp_path))
+    _saved_run(old, tmp_path)
+    dest = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5, seeds=[7]))
+    assert dest.parent == tmp_path / "previous"
+    assert datetime.strptime(dest.name, "%Y%m%dT%H%M%SZ")  # a UTC timestamp
+    assert read_json(dest / "results" / "config.json") == to_jsonable(dataclasses.asdict(old))
+    assert read_json(dest / "results" / "metrics.json") == {"value": 1}
+    assert (dest / "plots" / "a.png").read_bytes() == b"png"
+    assert not (tmp_path / "results").exists() and not (tmp_path / "plots").exists()
+    assert (tmp_path / "checkpoints" / "unit.pt").exists()  # checkpoints carry their own config: they stay
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "lr, seeds" in lines[0] and str(dest) in lines[0]
+
+
+def test_prepare_output_dir_never_reuses_a_previous_folder(tmp_path):
+    _saved_run(Exp2Config(out_dir=str(tmp_path)), tmp_path)
+    first = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5))
+    write_json(tmp_path / "results" / "config.json", dataclasses.asdict(Exp2Config(out_dir=str(tmp_path), lr=0.5)))
+    second = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.25))  # most likely within the same second
+    assert first != second and (first / "results").exists() and (second / "results").exists()
+
+
+def test_prepare_output_dir_moves_an_unreadable_config_aside(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "config.json").write_text("{truncated")
+    dest = prepare_output_dir(Exp2Config(out_dir=str(tmp_path)))
+    assert (dest / "results" / "config.json").read_text() == "{truncated"
+
+
+def test_config_differences_ignores_presentation_fields_only():
+    saved = {"lr": 0.1, "seeds": [0, 1], "quiet": False, "device": "auto", "gone": 1}
+    new = {"lr": 0.1, "seeds": (0, 1), "quiet": True, "device": "cpu", "added": 2}
+    assert config_differences(saved, new) == ["added", "gone"]
+    assert config_differences(saved, {**saved, "lr": np.float64(0.2)}) == ["lr"]

@@ -1,0 +1,162 @@
+"""HELM regularizers of the transition, the four ablation variants, and resumable training units.
+
+- spectral: lambda_spectral * relu(sigma_max(ds'/ds) - 1)^2 at the visited states (exact 3x3
+  Jacobians from one batched forward + 3 batched backward rows, differentiable);
+- hf: lambda_hf * E_delta ||F(s + d_s, a + d_a) - F(s, a)||^2, delta ~ N(0, sigma^2 I) on the model's
+  whole input (HF invariance / mollification of the transition);
+- variants: flat (neither), spectral, hf, helm (both).
+A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
+rerun skips units whose checkpoint matches. The missing seeds of a variant are trained together
+as one ensemble (see models.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from common.jacobian_utils import batch_jacobian
+from common.runs import Timer, load_checkpoint_if_matches, save_checkpoint, to_jsonable
+from exp1_spectral_cliff.models import EnsembleStepModel
+from exp1_spectral_cliff.train_flat import train_ensemble
+
+VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, True), "helm": (True, True)}
+
+
+def spectral_norm_3x3(J: torch.Tensor) -> torch.Tensor:
+    """Exact largest singular value of (N, 3, 3) matrices: sqrt of the top eigenvalue of J^T J.
+
+    eigvalsh of the 3x3 Gram matrix was 1.5x faster forward+backward than matrix_norm(ord=2)
+    (SVD) here, at equal values; NaN entries (a diverged member) are zeroed so LAPACK never fails.
+    """
+    J = torch.nan_to_num(J, nan=0.0, posinf=0.0, neginf=0.0)
+    return torch.linalg.eigvalsh(J.transpose(-1, -2) @ J)[..., -1].clamp_min(0).sqrt()
+
+
+def spectral_hinge(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Mean over inputs of relu(sigma_max(ds'/ds) - 1)^2, per member. s, a (E, N, 3) -> (E,)."""
+    E = s.shape[0]
+    J = batch_jacobian(model.flat_step, s.reshape(-1, 3), a.reshape(-1, 3), argnums=0, create_graph=True)
+    return torch.relu(spectral_norm_3x3(J) - 1.0).pow(2).reshape(E, -1).mean(dim=1)
+
+
+def hf_invariance(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor, sigma: float,
+                  generators: list[torch.Generator]) -> torch.Tensor:
+    """E_delta ||F(x + delta) - F(x)||^2 with one delta per input, per member. s, a (E, N, 3) -> (E,)."""
+    s, a = s.detach(), a.detach()
+    noise = sigma * torch.stack([torch.randn(s.shape[1], 6, generator=g) for g in generators])
+    out = model(s, a)
+    noisy = model(s + noise[..., :3], a + noise[..., 3:])
+    return (noisy - out).pow(2).sum(dim=-1).mean(dim=1)
+
+
+def make_penalty(lambda_spectral: torch.Tensor, lambda_hf: torch.Tensor, sigma: float, noise_seeds: list[int]):
+    """The HELM penalty with per-member weights (E,); terms whose weights are all 0 are skipped."""
+    generators = [torch.Generator().manual_seed(30_000 + s) for s in noise_seeds]
+
+    def penalty(model, s, a):
+        total = torch.zeros(s.shape[0])
+        if bool((lambda_spectral > 0).any()):
+            total = total + lambda_spectral * spectral_hinge(model, s, a)
+        if bool((lambda_hf > 0).any()):
+            total = total + lambda_hf * hf_invariance(model, s, a, sigma, generators)
+        return total
+
+    return penalty
+
+
+def variant_lambdas(cfg, variant: str) -> tuple[float, float]:
+    """(lambda_spectral, lambda_hf) of an ablation variant."""
+    use_spectral, use_hf = VARIANTS[variant]
+    return (cfg.lambda_spectral if use_spectral else 0.0), (cfg.lambda_hf if use_hf else 0.0)
+
+
+def train_members(cfg, datasets: list, seeds: list[int], lambdas_spectral: list[float], lambdas_hf: list[float],
+                  rollout_steps: int, desc: str) -> tuple[EnsembleStepModel, dict]:
+    """Train one member per (dataset, seed, lambda pair) as one ensemble. Returns model, diagnostics."""
+    model = EnsembleStepModel(seeds, cfg.hidden_dim, cfg.num_layers)
+    states = torch.stack([d.train_states for d in datasets])
+    actions = torch.stack([d.train_actions for d in datasets])
+    lam_s, lam_h = torch.tensor(lambdas_spectral), torch.tensor(lambdas_hf)
+    penalty = None
+    if bool((lam_s > 0).any() or (lam_h > 0).any()):
+        penalty = make_penalty(lam_s, lam_h, cfg.hf_noise_sigma, seeds)
+    info = train_ensemble(model, states, actions, cfg, rollout_steps, seeds, penalty, desc)
+    return model, info
+
+
+def unit_config(cfg, variant: str, seed: int, rollout_steps: int) -> dict:
+    """Everything that determines one trained model (the resume key)."""
+    fields = ["dt", "dt_model", "control_scale", "burn_in_time", "num_train_trajectories", "num_test_trajectories",
+              "trajectory_steps", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr",
+              "hf_noise_sigma", "divergence_threshold"]
+    lam_s, lam_h = variant_lambdas(cfg, variant)
+    return to_jsonable({**{f: getattr(cfg, f) for f in fields}, "variant": variant, "seed": seed,
+                        "rollout_steps": rollout_steps, "lambda_spectral": lam_s, "lambda_hf": lam_h})
+
+
+def checkpoint_path(ckpt_dir: Path, variant: str, seed: int, horizon: int | None) -> Path:
+    """short protocol: {variant}_seed{s}.pt; per_horizon: {variant}_model_T{T}_seed{s}.pt (seed's names)."""
+    name = f"{variant}_seed{seed}.pt" if horizon is None else f"{variant}_model_T{horizon}_seed{seed}.pt"
+    return ckpt_dir / name
+
+
+def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, horizon: int | None = None) -> dict:
+    """Train (or resume) one variant for every seed; return {seed: checkpoint payload}.
+
+    horizon=None: the short protocol (cfg.train_rollout_steps-step loss); horizon=T: the seed's
+    per-horizon protocol (T-step rollout loss; MSE and penalties averaged over the T steps).
+    Payload: {"unit_config", "state" (1-member state dict), "final_loss", "diverged", "train_seconds"}.
+    """
+    rollout_steps = cfg.train_rollout_steps if horizon is None else horizon
+    payloads, missing = {}, []
+    for seed in cfg.seeds:
+        path = checkpoint_path(ckpt_dir, variant, seed, horizon)
+        found = load_checkpoint_if_matches(path, unit_config(cfg, variant, seed, rollout_steps))
+        if found is not None:
+            payloads[seed] = found
+        else:
+            missing.append(seed)
+    if missing:
+        lam_s, lam_h = variant_lambdas(cfg, variant)
+        label = variant if horizon is None else f"{variant} T={horizon}"
+        timer = Timer()
+        model, info = train_members(cfg, [datasets[s] for s in missing], missing, [lam_s] * len(missing),
+                                    [lam_h] * len(missing), rollout_steps, desc=f"train {label}")
+        seconds = timer.seconds()
+        for e, seed in enumerate(missing):
+            payload = {"unit_config": unit_config(cfg, variant, seed, rollout_steps),
+                       "state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
+                       "diverged": bool(info["diverged"][e]), "train_seconds": seconds / len(missing)}
+            save_checkpoint(checkpoint_path(ckpt_dir, variant, seed, horizon), payload)
+            payloads[seed] = payload
+    return payloads
+
+
+def load_ensemble(cfg, payloads: dict) -> tuple[EnsembleStepModel, list[int]]:
+    """Stack the given seeds' saved models (seed -> payload) into one frozen ensemble."""
+    seeds = list(payloads)
+    model = EnsembleStepModel.from_member_states([payloads[s]["state"] for s in seeds], cfg.hidden_dim, cfg.num_layers)
+    return model.requires_grad_(False), seeds
+
+
+def train_and_load(cfg, variant: str, datasets: dict, ckpt_dir: Path) -> tuple[dict, list[int], dict]:
+    """Train/resume a variant under cfg.train_protocol; returns (T -> ensemble, usable seeds, info).
+
+    short: one model per seed serves every horizon. per_horizon: one model per (T, seed); a seed
+    is usable when none of its T-models diverged. info[seed] (per T for per_horizon) holds
+    final_loss, diverged, train_seconds.
+    """
+    horizons = [None] if cfg.train_protocol == "short" else list(cfg.horizons)
+    runs = {T: train_variant(cfg, variant, datasets, ckpt_dir, T) for T in horizons}
+    seeds = [s for s in cfg.seeds if not any(runs[T][s]["diverged"] for T in horizons)]
+    keys = ("final_loss", "diverged", "train_seconds")
+    info = {f"seed{s}" if T is None else f"T{T}_seed{s}": {k: runs[T][s][k] for k in keys}
+            for T in horizons for s in cfg.seeds}
+    if not seeds:
+        return {}, [], info
+    models = {T: load_ensemble(cfg, {s: runs[T][s] for s in seeds})[0] for T in horizons}
+    if horizons == [None]:  # one model serves every analysed horizon
+        models = {T: models[None] for T in list(cfg.horizons) + list(cfg.planning_horizons)}
+    return models, seeds, info

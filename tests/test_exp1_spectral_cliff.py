@@ -1,0 +1,139 @@
+"""Experiment 1: the true system (Lyapunov exponent, Jacobian, RK4 order), the penalties, the
+ensemble training, and smoke runs (in-process, resume, plots-only, CLI, divergence, per-horizon)."""
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.config import Exp1Config
+from common.jacobian_utils import batch_jacobian, lyapunov_exponents
+from exp1_spectral_cliff import run_experiment, train_helm
+from exp1_spectral_cliff.dataset import LorenzSystem, integrate, make_dataset, random_initial_states
+from exp1_spectral_cliff.train_helm import spectral_hinge, spectral_norm_3x3, train_members
+
+REPO = Path(__file__).resolve().parent.parent
+ZERO = torch.zeros(3, dtype=torch.float64)
+TINY = ["--quick", "--quiet", "--num-train-trajectories", "32", "--train-steps", "20", "--num-eval-states", "4",
+        "--horizons", "5", "20", "50", "100", "200"]
+
+
+def on_attractor(n, seed=0):
+    return integrate(random_initial_states(n, torch.Generator().manual_seed(seed)), ZERO, 0.01, 2000)
+
+
+def test_uncontrolled_lorenz_largest_lyapunov_exponent():
+    system = LorenzSystem(dt=0.01, substeps=5, forcing=ZERO)
+    exps = lyapunov_exponents(lambda s: system.step(s, torch.zeros_like(s)), on_attractor(8), num_steps=1000,
+                              step_time=0.05)  # 50 time units per state
+    assert exps[:, 0].mean().item() == pytest.approx(0.906, abs=0.05)
+
+
+def test_true_step_jacobian_matches_finite_differences():
+    data = make_dataset(Exp1Config(num_train_trajectories=8, num_test_trajectories=4, trajectory_steps=10,
+                                   burn_in_time=5.0), seed=0)
+    s, a = data.test_states[:, 3].double(), (2 * torch.rand(4, 3, dtype=torch.float64) - 1)
+    J_s, J_a = batch_jacobian(data.true_step, s, a, argnums=(0, 1))
+    eps = 1e-6
+    for J, wrt in ((J_s, 0), (J_a, 1)):
+        for i in range(3):
+            e = torch.zeros(3, dtype=torch.float64)
+            e[i] = eps
+            args_p, args_m = [s, a], [s, a]
+            args_p[wrt], args_m[wrt] = args_p[wrt] + e, args_m[wrt] - e
+            fd = (data.true_step(*args_p) - data.true_step(*args_m)) / (2 * eps)
+            torch.testing.assert_close(J[:, :, i], fd, atol=1e-6, rtol=1e-6)
+    assert J_s.abs().max() > 0.1 and J_a.abs().max() > 0.01  # the check is not vacuous
+
+
+def test_rk4_converges_at_fourth_order():
+    s0, force = on_attractor(4), torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    reference = integrate(s0, force, 1e-4, 5000)  # t = 0.5
+    errors = [(integrate(s0, force, dt, round(0.5 / dt)) - reference).norm() for dt in (0.02, 0.01, 0.005)]
+    orders = [np.log2(float(errors[k] / errors[k + 1])) for k in range(2)]
+    assert all(3.7 < p < 4.3 for p in orders), orders
+
+
+def test_spectral_hinge_zero_for_contractive_positive_for_expansive():
+    s, a = torch.randn(2, 16, 3), torch.randn(2, 16, 3)
+    for A, expected in ((0.5 * torch.eye(3), 0.0), (torch.diag(torch.tensor([2.0, 0.5, 0.5])), 1.0)):
+        linear = types.SimpleNamespace(flat_step=lambda s, a, A=A: s @ A.T + 0.3 * a)
+        torch.testing.assert_close(spectral_hinge(linear, s, a), torch.full((2,), expected))
+    J = torch.randn(50, 3, 3)
+    torch.testing.assert_close(spectral_norm_3x3(J), torch.linalg.svdvals(J)[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_ensemble_members_do_not_depend_on_batching():
+    cfg = Exp1Config(num_train_trajectories=16, num_test_trajectories=4, trajectory_steps=20, burn_in_time=5.0,
+                     train_steps=15, batch_size=32, quiet=True)
+    d0, d1 = make_dataset(cfg, 0), make_dataset(cfg, 1)
+    alone, _ = train_members(cfg, [d0], [0], [0.1], [1.0], 1, "t")
+    together, _ = train_members(cfg, [d0, d1], [0, 1], [0.1, 0.1], [1.0, 1.0], 1, "t")
+    for k, v in alone.member_state(0).items():
+        torch.testing.assert_close(v, together.member_state(0)[k], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(together.member_state(0)["weights.0"], together.member_state(1)["weights.0"])
+
+
+def _metrics(out):
+    m = json.loads((out / "results" / "metrics.json").read_text())
+    return {k: v for k, v in m.items() if k not in ("runtime_seconds", "environment")}
+
+
+def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
+    assert run_experiment.main(TINY + ["--out-dir", str(tmp_path)]) == 0
+    plots = [tmp_path / "plots" / f for f in ("exp1_spectral_cliff.png", "exp1_convergence_rate.png")]
+    assert all(p.stat().st_size > 10_000 for p in plots)
+    first = _metrics(tmp_path)
+    assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 5
+    assert first["variants"]["true"]["norm_action"]["200"]["median"] > first["variants"]["true"]["norm_action"]["5"]["median"]
+
+    def no_training(*_a, **_k):
+        raise AssertionError("a finished unit was retrained")
+
+    monkeypatch.setattr(train_helm, "train_members", no_training)
+    assert run_experiment.main(TINY + ["--out-dir", str(tmp_path)]) == 0
+    assert _metrics(tmp_path) == first  # resumed from checkpoints: identical numbers
+
+    for p in plots:
+        p.unlink()
+    assert run_experiment.main(["--plots-only", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    assert all(p.exists() for p in plots)
+    assert _metrics(tmp_path)["variants"] == first["variants"]
+
+
+def test_diverged_model_is_recorded_and_run_finishes(tmp_path):
+    assert run_experiment.main(TINY + ["--variants", "flat", "helm", "--lr", "1e6", "--out-dir", str(tmp_path)]) == 0
+    m = _metrics(tmp_path)
+    assert m["variants"]["flat"]["diverged_seeds"] == [0] and m["training"]["flat"]["seed0"]["diverged"]
+    assert m["variants"]["flat"]["norm_action"]["100"]["median"] is None
+    assert not all(c["passed"] for c in m["criteria"])
+
+
+def test_per_horizon_protocol_writes_one_model_per_T(tmp_path):
+    args = TINY[:-6] + ["--train-protocol", "per_horizon", "--horizons", "5", "10", "--planning-horizons", "10",
+                        "--variants", "flat", "helm", "--trajectory-steps", "30", "--out-dir", str(tmp_path)]
+    assert run_experiment.main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == [f"{v}_model_T{T}_seed0.pt" for v in ("flat", "helm") for T in (10, 5)]
+    assert _metrics(tmp_path)["variants"]["helm"]["planning"]["10"]["median"] is not None
+
+
+def test_command_line_smoke_and_bad_input(tmp_path):
+    script = REPO / "exp1_spectral_cliff" / "run_experiment.py"
+    run = subprocess.run([sys.executable, str(script), *TINY, "--variants", "flat", "helm", "--out-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "runtime_seconds" in run.stdout and ("FAIL" in run.stdout or "PASS" in run.stdout)
+    assert (tmp_path / "plots" / "exp1_spectral_cliff.png").exists()
+    assert json.loads((tmp_path / "results" / "metrics.json").read_text())["experiment"] == "exp1_spectral_cliff"
+    for bad in (["--horizons", "-5"], ["--variants", "nope"], ["--num-eval-states", "999"], ["--lamda-spectral", "1"]):
+        out = tmp_path / "bad"
+        run = subprocess.run([sys.executable, str(script), *bad, "--out-dir", str(out)], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, (bad, run.stderr)
+        assert not out.exists()
