@@ -251,19 +251,22 @@ class Exp3Config(RunConfig):
     energy_train_steps: int = param(2000, "goal-energy (quasimetric distance head) training steps")
     energy_batch_size: int = param(1024, "state pairs per goal-energy training step")
     energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)")
-    hf_noise_sigma: float = param(0.3, "HELM: input noise of the energy (x latent std); 0 = off")
+    hf_noise_sigma: float = param(0.0, "HELM: input noise of the energy (x latent std); 0 = off (see tune.py)")
     # planning
     planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])")
     num_eval_episodes: int = param(30, "evaluation episodes per horizon per seed")
     planners: list[str] = param(["flat", "helm", "cem", "random", "bfs"], "planners to evaluate")
     replan_every: int = param(4, "every planner re-plans after this many real steps")
     coarse_stride: int = param(4, "fine steps per coarse step (HELM)")
-    helm_top_k: int = param(8, "HELM: coarse macro-actions refined by the fine model")
+    helm_top_k: int = param(81, "HELM: best coarse macro-actions re-scored by the fine model (81 = all 3^4)")
+    helm_coarse_depth: int = param(1, "HELM: coarse steps of lookahead (1 or 2)")
+    snap_latents: bool = param(True, "discrete planners (HELM, CEM) snap predicted latents to encoded states")
     gd_steps: int = param(100, "gradient steps of the flat planner")
     gd_lr: float = param(0.1, "learning rate of the flat planner")
     gumbel_tau: float = param(1.0, "Gumbel-Softmax temperature")
     softmin_temperature: float = param(1.0, "temperature of the soft-min over the plan's energies (gradient planner)")
     depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties")
+    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)")
     cem_num_samples: int = param(500, "CEM samples per iteration")
     cem_num_iters: int = param(10, "CEM iterations")
     cem_elite_frac: float = param(0.1, "CEM elite fraction")
@@ -280,12 +283,14 @@ class Exp3Config(RunConfig):
                           "model_batch_size", "model_lr", "model_rollout_steps", "energy_train_steps",
                           "energy_batch_size", "energy_lr", "planning_horizons",
                           "num_eval_episodes", "replan_every", "helm_top_k", "gd_steps", "gd_lr", "gumbel_tau",
-                          "softmin_temperature", "cem_num_samples", "cem_num_iters")
-        _require(self.coarse_stride >= 1, f"coarse_stride must be >= 1, got {self.coarse_stride}")
+                          "softmin_temperature", "cem_horizon", "cem_num_samples", "cem_num_iters")
+        _require(1 <= self.coarse_stride <= 6,
+                 f"coarse_stride must be in 1..6 (HELM enumerates all 3^k macro-actions), got {self.coarse_stride}")
         _require_non_negative(self, "lambda_spectral", "hf_noise_sigma", "depth_cost")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
         _require(0 < self.cem_elite_frac <= 1, f"cem_elite_frac must be in (0, 1], got {self.cem_elite_frac}")
+        _require(self.helm_coarse_depth in (1, 2), f"helm_coarse_depth must be 1 or 2, got {self.helm_coarse_depth}")
         _require(len(self.planners) > 0, "planners must not be empty")
         _require_choice(self, "planners", ("flat", "helm", "cem", "random", "bfs"))
 

@@ -1,0 +1,314 @@
+"""Reliability audit of the three experiments on tiny configs (issue 6).
+
+- interrupt and resume: SIGTERM / SIGKILL after the first checkpoint, rerun, same metrics;
+- determinism: the same seed twice gives identical metrics;
+- divergence: a model pushed to NaN by a huge learning rate is recorded as diverged, the run finishes;
+- bad input: each bad invocation exits 2 with one stderr line and writes nothing;
+- output policy: a different config's results are moved to previous/, the same config's are not.
+
+Every run writes into tmp_path (`--out-dir`). Most runs are in-process (`main(argv)`) to save the
+~3 s of interpreter + torch start-up; the interrupted runs and the output-policy run go through the
+command line. Timing keys (`environment` and every key containing `seconds`) and `out_dir`
+are left out of metric comparisons; everything else must be identical.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.config import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Exp:
+    folder: str
+    tiny: list[str]  # --quick plus flags that shrink a run to a few seconds
+    first_checkpoint: str  # written when the first unit finished, well before the run ends
+    diverge: list[str]  # flags that push a model to NaN/Inf
+    other_flags: list[str] = field(default_factory=lambda: ["--tuning-seed", "101"])  # a different config
+
+    @property
+    def script(self) -> Path:
+        return REPO_ROOT / self.folder / "run_experiment.py"
+
+    def main(self, argv: list[str]) -> int:
+        return importlib.import_module(f"{self.folder}.run_experiment").main(argv)
+
+
+EXPS = {
+    "exp1": Exp("exp1_spectral_cliff",
+                ["--quick", "--quiet", "--num-train-trajectories", "32", "--train-steps", "20", "--num-eval-states", "4",
+                 "--horizons", "5", "20", "50", "--variants", "flat", "helm"],
+                "flat_seed0.pt", ["--lr", "1e6"]),
+    "exp2": Exp("exp2_funnel_heatmap",
+                ["--quick", "--quiet", "--train-steps", "20", "--grid-resolution", "20", "--basin-grid-resolution", "5",
+                 "--gd-steps-basin", "10", "--polish-steps", "10", "--hidden-dim", "8", "--num-fourier-features", "8",
+                 "--batch-size", "32"],
+                "flat_seed0.pt", ["--lr", "1e6"]),
+    "exp3": Exp("exp3_planning_efficiency",
+                ["--quick", "--quiet", "--num-walks", "50", "--model-train-steps", "20", "--energy-train-steps", "20",
+                 "--planning-horizons", "10", "--num-eval-episodes", "2", "--planners", "flat", "helm", "cem",
+                 "--gd-steps", "5", "--cem-num-samples", "16", "--cem-num-iters", "2", "--hidden-dim", "16"],
+                "models_seed0.pt", ["--model-lr", "1e6"]),
+}
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+VOLATILE_KEYS = {"runtime_seconds", "environment"}
+
+
+def read_metrics(out: Path) -> dict:
+    return json.loads((out / "results" / "metrics.json").read_text())
+
+
+def comparable(metrics: dict, out: Path) -> dict:
+    """metrics without timings, environment and the output folder (which differ between runs)."""
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in VOLATILE_KEYS and "seconds" not in k}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj.replace(str(out), "<out>") if isinstance(obj, str) else obj
+    stripped = strip(metrics)
+    stripped["config"].pop("out_dir")
+    return stripped
+
+
+def assert_outputs_readable(out: Path) -> None:
+    """Every JSON, checkpoint and array file of a run parses (temporary files of atomic writes aside)."""
+    files = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    for path in files:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".pt":
+            assert isinstance(torch.load(path, map_location="cpu", weights_only=False), dict), path
+        elif path.suffix == ".npz":
+            with np.load(path) as arrays:
+                [arrays[k] for k in arrays.files]
+
+
+def run_cli(exp: Exp, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(exp.script), *args], capture_output=True, text=True,
+                          env=SUBPROCESS_ENV, timeout=120)
+
+
+_reference_cache: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted in-process tiny run per experiment (made once): name -> its out dir."""
+    def get(name: str) -> Path:
+        if name not in _reference_cache:
+            out = tmp_path_factory.mktemp(f"{name}_reference")
+            assert EXPS[name].main(EXPS[name].tiny + ["--out-dir", str(out)]) == 0
+            _reference_cache[name] = out
+        return _reference_cache[name]
+    return get
+
+
+# ----------------------------------------------------------------------------------------------
+# interrupt and resume
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("name", EXPS)
+def test_interrupted_run_resumes_to_the_uninterrupted_metrics(name, sig, reference, tmp_path):
+    exp, out = EXPS[name], tmp_path / "run"
+    ckpt = out / "checkpoints" / exp.first_checkpoint
+    proc = subprocess.Popen([sys.executable, str(exp.script), *exp.tiny, "--out-dir", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=SUBPROCESS_ENV)
+    try:
+        deadline = time.monotonic() + 90
+        while not ckpt.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"run exited ({proc.returncode}) before writing {ckpt.name}: {proc.stderr.read()[-2000:]}")
+            assert time.monotonic() < deadline, f"no {ckpt.name} after 90 s"
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        returncode = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert returncode == -sig, f"the run was not interrupted (exit code {returncode}): the test config is too small"
+    assert not (out / "results" / "metrics.json").exists()
+    assert_outputs_readable(out)
+    first_unit_mtime = ckpt.stat().st_mtime_ns
+
+    assert exp.main(exp.tiny + ["--out-dir", str(out)]) == 0
+    assert_outputs_readable(out)
+    assert ckpt.stat().st_mtime_ns == first_unit_mtime, "the finished unit was retrained instead of resumed"
+    ref = reference(name)
+    assert comparable(read_metrics(out), out) == comparable(read_metrics(ref), ref)
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == sorted(p.name for p in (ref / "plots").glob("*.png"))
+
+
+# ----------------------------------------------------------------------------------------------
+# determinism
+
+
+@pytest.mark.parametrize("name", EXPS)
+def test_same_seed_twice_gives_identical_metrics(name, reference, tmp_path):
+    exp, ref = EXPS[name], reference(name)
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0
+    again, first = comparable(read_metrics(tmp_path), tmp_path), comparable(read_metrics(ref), ref)
+    assert again == first
+    assert [c["measured"] for c in again["criteria"]] == [c["measured"] for c in first["criteria"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# divergence
+
+
+def diverged_units(obj, path="") -> list[str]:
+    """Paths of every `diverged: true` and non-empty `diverged_seeds` entry in a metrics dict."""
+    found = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            here = f"{path}/{k}"
+            if k == "diverged" and v is True:
+                found.append(here)
+            elif k == "diverged_seeds" and (any(v.values()) if isinstance(v, dict) else bool(v)):
+                found.append(here)
+            else:
+                found += diverged_units(v, here)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found += diverged_units(v, f"{path}/{i}")
+    return found
+
+
+@pytest.mark.parametrize("name", list(EXPS))
+def test_diverged_model_is_recorded_and_run_finishes(name, tmp_path):
+    exp = EXPS[name]
+    assert exp.main(exp.tiny + exp.diverge + ["--out-dir", str(tmp_path)]) == 0
+    metrics = read_metrics(tmp_path)
+    assert diverged_units(metrics), "a model trained with a huge learning rate was not recorded as diverged"
+    assert metrics["criteria"] and not all(c["passed"] for c in metrics["criteria"])
+    assert (tmp_path / "results" / "config.json").exists()
+    assert_outputs_readable(tmp_path)
+    if name == "exp2":  # lr 1e6 sends the HELM models to NaN while Flat stays finite: Flat is still measured
+        assert metrics["diverged_seeds"]["helm"] == [0] and metrics["diverged_seeds"]["flat"] == []
+        assert metrics["coverage"]["flat"]["mean"] is not None
+
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+
+
+BAD_INVOCATIONS = [  # (experiment, flags): each must exit 2 before any work
+    ("exp1", ["--train-steps", "ten"]),                 # bad type
+    ("exp1", ["--horizons", "-5"]),                     # out of range
+    ("exp1", ["--lr", "0"]),                            # out of range
+    ("exp1", ["--variants", "flat", "bogus"]),          # unknown choice
+    ("exp1", ["--dt-model", "0.013"]),                  # not a multiple of dt
+    ("exp1", ["--trian-steps", "5"]),                   # misspelt flag
+    ("exp2", ["--hf-noise-sigma", "0"]),                # out of range
+    ("exp2", ["--grid-resolution", "1.5"]),             # bad type
+    ("exp2", ["--hf-form", "magic"]),                   # unknown choice
+    ("exp2", ["--seeds", "0", "0"]),                    # duplicate seeds
+    ("exp2", ["--tuning-seed", "1"]),                   # tuning seed among the reported seeds
+    ("exp2", ["--seeds"]),                              # missing value
+    ("exp2", ["--no-such-flag"]),                       # unknown flag
+    ("exp2", ["--device", "tpu"]),                      # unknown device
+    ("exp3", ["--env-id", "MiniGrid-NoSuchEnv-v0"]),    # unknown env id
+    ("exp3", ["--cem-elite-frac", "1.5"]),              # out of range
+    ("exp3", ["--planners", "astar"]),                  # unknown choice
+    ("exp3", ["--num-eval-episodes", "-1"]),            # out of range
+    ("exp3", ["--quick=maybe"]),                        # a boolean flag given a value
+]
+
+
+def assert_one_error_line(stderr: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0], f"expected one error line, got: {stderr!r}"
+
+
+@pytest.mark.parametrize("name,flags", BAD_INVOCATIONS, ids=[f"{n}:{' '.join(f)}" for n, f in BAD_INVOCATIONS])
+def test_bad_invocation_exits_2_with_one_line_and_writes_nothing(name, flags, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        EXPS[name].main(flags + ["--out-dir", str(out)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert_one_error_line(captured.err)
+    assert captured.out == ""
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def unwritable_out_dirs(tmp_path: Path) -> list[Path]:
+    """Output folders no run can create: a regular file, a folder under a file, a read-only mount."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me\n")
+    dirs = [blocker, blocker / "sub"]
+    if not os.access("/proc/sys", os.W_OK):  # read-only even for root on this machine (not everywhere)
+        dirs.append(Path("/proc/sys/helm_out"))
+    return dirs
+
+
+@pytest.mark.parametrize("name", EXPS)
+def test_unwritable_out_dir_exits_2_with_one_line(name, tmp_path, capsys):
+    for out in unwritable_out_dirs(tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            EXPS[name].main(EXPS[name].tiny + ["--out-dir", str(out)])
+        assert exit_info.value.code == 2
+        assert_one_error_line(capsys.readouterr().err)
+        assert not out.exists() or out.read_text() == "keep me\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+@pytest.mark.parametrize("name,flags", [("exp1", ["--horizons", "0"]), ("exp2", ["--lr", "abc"]),
+                                        ("exp3", ["--env-id", "MiniGrid-NoSuchEnv-v0"])])
+def test_bad_invocation_through_the_command_line(name, flags, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(EXPS[name], flags + ["--out-dir", str(out)])
+    assert result.returncode == 2, result.stderr
+    assert_one_error_line(result.stderr)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# output policy
+
+
+@pytest.mark.parametrize("name", list(EXPS))
+def test_different_config_moves_old_results_aside_and_same_config_does_not(name, reference, tmp_path, capsys):
+    exp, ref, out = EXPS[name], reference(name), tmp_path / "run"
+    shutil.copytree(ref, out)
+    old_config = (ref / "results" / "config.json").read_bytes()
+    old_metrics = (ref / "results" / "metrics.json").read_bytes()
+    old_plots = sorted(p.name for p in (ref / "plots").glob("*.png"))
+
+    result = run_cli(exp, exp.tiny + exp.other_flags + ["--out-dir", str(out)])  # a different config
+    assert result.returncode == 0, result.stderr[-2000:]
+    policy_lines = [line for line in result.stdout.splitlines() if line.startswith("output policy:")]
+    assert len(policy_lines) == 1 and "previous" in policy_lines[0], result.stdout[-2000:]
+    (moved,) = list((out / "previous").iterdir())
+    assert (moved / "results" / "config.json").read_bytes() == old_config
+    assert (moved / "results" / "metrics.json").read_bytes() == old_metrics
+    assert sorted(p.name for p in (moved / "plots").glob("*.png")) == old_plots
+    new_config = json.loads((out / "results" / "config.json").read_text())
+    assert new_config["tuning_seed"] == 101
+    assert (out / "checkpoints" / exp.first_checkpoint).exists()  # checkpoints stay, reused by matching units
+
+    # the same config again, with a different presentation-only flag: nothing moves
+    capsys.readouterr()
+    assert exp.main(exp.tiny + exp.other_flags + ["--device", "cpu", "--out-dir", str(out)]) == 0
+    assert "output policy:" not in capsys.readouterr().out
+    assert list((out / "previous").iterdir()) == [moved]
+    assert json.loads((out / "results" / "config.json").read_text())["device"] == "cpu"
