@@ -92,7 +92,7 @@ def plot_success(metrics: dict, path: Path) -> Path:
                       linestyle="--" if planner in ("random", "bfs") else "-")
     ax.set(xlabel="horizon T (BFS distance in (T/2, T])", ylabel="success rate", ylim=(-0.02, 1.02),
            title="Planning success vs horizon (95 % Wilson CI, episodes x seeds)")
-    ax.legend(loc="best")
+    _legend(ax)
     return viz.save(fig, path)
 
 
@@ -108,8 +108,13 @@ def plot_cost(metrics: dict, path: Path) -> Path:
     axes[0, 0].set(yscale="log", xlabel="horizon T", ylabel="model evaluations per episode", title="Planning cost")
     axes[0, 1].set(yscale="log", xlabel="horizon T", ylabel="planning seconds per episode (batched)",
                    title="Wall time")
-    axes[0, 0].legend()
+    _legend(axes[0, 0])
     return viz.save(fig, path)
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when every seed diverged
+        ax.legend(loc="best")
 
 
 def _fmt(value) -> str:
@@ -130,6 +135,18 @@ def plot_world_model(metrics: dict, path: Path) -> Path:
                    title="World model: k-step prediction")
     axes[0, 1].set(xlabel="BFS distance to goal cell", ylabel="goal energy", title="Goal energy vs true distance")
     for ax in axes[0]:
-        if ax.get_legend_handles_labels()[0]:  # empty when every seed diverged
-            ax.legend()
+        _legend(ax)
     return viz.save(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python analyze_planning.py [--out-dir DIR]`: rebuild the plots from DIR/results/metrics.json."""
+    from common.config import Exp3Config, parse
+
+    cfg = parse(Exp3Config, argv, prog="exp3_planning_efficiency/analyze_planning.py")
+    for path in plot_all(cfg.output_dir() / "results" / "metrics.json", cfg.output_dir() / "plots"):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
