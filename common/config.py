@@ -270,6 +270,7 @@ class Exp3Config(RunConfig):
     cem_num_samples: int = param(500, "CEM samples per iteration")
     cem_num_iters: int = param(10, "CEM iterations")
     cem_elite_frac: float = param(0.1, "CEM elite fraction")
+    jobs: int = param(1, "seeds run in parallel worker processes (num_threads torch threads each)")
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_walks": 200, "model_train_steps": 100,
@@ -290,6 +291,7 @@ class Exp3Config(RunConfig):
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
         _require(0 < self.cem_elite_frac <= 1, f"cem_elite_frac must be in (0, 1], got {self.cem_elite_frac}")
+        _require(self.jobs >= 1, f"jobs must be >= 1, got {self.jobs}")
         _require(self.helm_coarse_depth in (1, 2), f"helm_coarse_depth must be 1 or 2, got {self.helm_coarse_depth}")
         _require(len(self.planners) > 0, "planners must not be empty")
         _require_choice(self, "planners", ("flat", "helm", "cem", "random", "bfs"))

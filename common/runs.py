@@ -130,7 +130,7 @@ def load_checkpoint_if_matches(path: Path, unit_config: dict) -> dict | None:
 
 # Fields that change how a run is shown or where it runs, never what it computes: a saved run that
 # differs from the new one only in these is the same run (resume, nothing is moved aside).
-PRESENTATION_FIELDS = ("quiet", "strict", "num_threads", "device", "out_dir")
+PRESENTATION_FIELDS = ("quiet", "strict", "num_threads", "device", "out_dir", "jobs")
 
 
 def config_differences(saved: dict, new: dict, ignore=PRESENTATION_FIELDS) -> list[str]:

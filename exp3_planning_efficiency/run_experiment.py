@@ -8,7 +8,9 @@ fields they depend on, and skipped when a rerun would redo them identically.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,22 @@ def run_seed(cfg, seed: int, maze: FastMaze, cell_dist, device, model_dir: Path 
     return {"diverged": False, "quality": trained["quality"], "evaluation": evaluation}
 
 
+def _init_worker(num_threads: int) -> None:
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def run_all_seeds(cfg, maze: FastMaze, cell_dist, device) -> dict:
+    """Every seed; in `cfg.jobs` worker processes when jobs > 1 (seeds are independent units, so the
+    results are identical, only the wall time changes)."""
+    if cfg.jobs == 1:
+        return {seed: run_seed(cfg, seed, maze, cell_dist, device) for seed in progress(cfg.seeds, cfg.quiet, desc="seeds")}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_init_worker, initargs=(cfg.num_threads,)) as pool:
+        futures = {seed: pool.submit(run_seed, cfg, seed, maze, cell_dist, device) for seed in cfg.seeds}
+        return {seed: future.result() for seed, future in futures.items()}
+
+
 def require_tasks_exist(cell_dist: np.ndarray, horizons: list[int], prog: str) -> None:
     """Exit 2 (before any work) when a horizon has no start/goal pair with BFS distance in (T/2, T]."""
     for T in horizons:
@@ -121,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     require_tasks_exist(cell_dist, cfg.planning_horizons, prog)
     device = setup_torch(cfg)
     prepare_output_dir(cfg)  # a different config's results are moved to previous/, never overwritten
-    per_seed = {seed: run_seed(cfg, seed, maze, cell_dist, device)
-                for seed in progress(cfg.seeds, cfg.quiet, desc="seeds")}
+    per_seed = run_all_seeds(cfg, maze, cell_dist, device)
     table = analyze_planning.aggregate(per_seed, cfg)
     criteria = analyze_planning.criteria(table, cfg)
     metrics = {"success": table, "world_model": {str(s): r["quality"] for s, r in per_seed.items()},

@@ -558,3 +558,19 @@ def test_snapped_model_equals_snapping_the_network_after_every_call(default_maze
         expected = energy.to_goal(z, energy.embed_goal(z_goal))
         table = goal_embedding(snapped, snapped_energy, maze, goal_cells)
         torch.testing.assert_close(snapped_energy.to_goal(ids, table), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_parallel_seeds_give_the_same_results(tmp_path):
+    """--jobs 2 runs the seeds in worker processes; every measured number equals the serial run's."""
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert run_experiment.main(["--quick", "--quiet", *SHRINK, "--seeds", "0", "1", "--jobs", str(jobs),
+                                    "--out-dir", str(out)]) == 0
+        runs[jobs] = json.loads((out / "results" / "metrics.json").read_text())
+    assert runs[1]["world_model"] == runs[2]["world_model"]
+    for planner, rows in runs[1]["success"].items():
+        for T, row in rows.items():
+            other = runs[2]["success"][planner][T]
+            assert {k: v for k, v in row.items() if "seconds" not in k} == \
+                   {k: v for k, v in other.items() if "seconds" not in k}
