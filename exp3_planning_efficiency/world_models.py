@@ -197,6 +197,19 @@ def sample_windows(walk_poses: np.ndarray, walk_actions: np.ndarray, length: int
     return poses, walk_actions[rows[:, None], starts[:, None] + offsets[:-1]]
 
 
+def optimizer_step(opt, schedule, loss: torch.Tensor, losses: list) -> bool:
+    """Record `loss` and take one step on it; a non-finite loss takes no step and returns False
+    (the model diverged: training stops and the caller records it)."""
+    losses.append(loss.detach())
+    if not torch.isfinite(loss):
+        return False
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    schedule.step()
+    return True
+
+
 def world_model_loss(model: WorldModel, poses: torch.Tensor, actions: torch.Tensor, lambda_spectral: float):
     """poses (B, L+1, 3), actions (B, L) -> scalar loss: decoding, L-step latent rollout, coarse step, hinge."""
     z = model.encode_poses(poses)
@@ -233,14 +246,8 @@ def train_world_model(model: WorldModel, maze: FastMaze, walk_poses, walk_action
                                     torch.as_tensor(actions, device=device), cfg.lambda_spectral)
         except torch.linalg.LinAlgError:  # SVD of a non-finite Jacobian: the model has diverged
             loss = torch.tensor(float("nan"))
-        if not torch.isfinite(loss):
-            losses.append(loss.detach())
+        if not optimizer_step(opt, schedule, loss, losses):
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        losses.append(loss.detach())
     return torch.stack(losses).cpu().numpy()
 
 
@@ -285,14 +292,8 @@ def train_energy(energy: GoalEnergy, model: WorldModel, maze: FastMaze, walk_pos
         pairs = connected[torch.as_tensor(rng.integers(len(connected), size=cfg.energy_batch_size), device=device)]
         loss = energy_loss(energy, all_z[pairs[:, 0]], all_z[pairs[:, 1]], distances[pairs[:, 0], pairs[:, 1]],
                            noise, generator)
-        if not torch.isfinite(loss):
-            losses.append(loss.detach())
+        if not optimizer_step(opt, schedule, loss, losses):
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        losses.append(loss.detach())
     return torch.stack(losses).cpu().numpy()
 
 
