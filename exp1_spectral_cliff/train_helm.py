@@ -6,8 +6,10 @@
   whole input (HF invariance / mollification of the transition);
 - variants: flat (neither), spectral, hf, helm (both).
 A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
-rerun skips units whose checkpoint matches. The missing seeds of a variant are trained together
-as one ensemble (see models.py).
+rerun skips units whose checkpoint matches. The seeds of a variant are trained together as one
+ensemble (see models.py). Batched matmul kernels depend on the batch size at the last bit, so when
+any seed is missing the whole ensemble of cfg.seeds is retrained: a model's weights are a function
+of the config alone, never of which checkpoints an interrupted run left behind.
 """
 
 from __future__ import annotations
@@ -118,20 +120,23 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, horizon: in
             payloads[seed] = found
         else:
             missing.append(seed)
-    if missing:
+    if missing:  # retrain the whole ensemble: the same batch as an uninterrupted run, bit for bit
         lam_s, lam_h = variant_lambdas(cfg, variant)
         label = variant if horizon is None else f"{variant} T={horizon}"
+        seeds = list(cfg.seeds)
         timer = Timer()
-        model, info = train_members(cfg, [datasets[s] for s in missing], missing, [lam_s] * len(missing),
-                                    [lam_h] * len(missing), rollout_steps, desc=f"train {label}")
+        model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [lam_s] * len(seeds),
+                                    [lam_h] * len(seeds), rollout_steps, desc=f"train {label}")
         seconds = timer.seconds()
-        for e, seed in enumerate(missing):
+        for e, seed in enumerate(seeds):
+            if seed not in missing:
+                continue
             payload = {"unit_config": unit_config(cfg, variant, seed, rollout_steps),
                        "state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
-                       "diverged": bool(info["diverged"][e]), "train_seconds": seconds / len(missing)}
+                       "diverged": bool(info["diverged"][e]), "train_seconds": seconds / len(seeds)}
             save_checkpoint(checkpoint_path(ckpt_dir, variant, seed, horizon), payload)
             payloads[seed] = payload
-    return payloads
+    return {seed: payloads[seed] for seed in cfg.seeds}
 
 
 def load_ensemble(cfg, payloads: dict) -> tuple[EnsembleStepModel, list[int]]:

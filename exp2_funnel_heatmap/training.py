@@ -1,9 +1,11 @@
 """Batched training of many energy models at once (seeds x variants, or a whole sweep).
 
 Every model has its own init and its own data stream (uniform x, Gaussian delta), both drawn
-from generators seeded by the model's seed only: model m's result does not depend on which
-other models share the batch, and Flat and HELM of one seed see the same points. Adam acts
-element-wise, so summing the per-model losses trains each model exactly as if it were alone.
+from generators seeded by the model's seed only, so Flat and HELM of one seed see the same points.
+Adam acts element-wise, so summing the per-model losses trains each model as if it were alone, up
+to float rounding: batched matmul kernels depend on the batch size at the last bit. Hence a rerun
+that finds any model of the batch missing retrains the whole batch, and every model's weights are
+a function of the config alone, never of which checkpoints an interrupted run left behind.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
 
 def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"
                   ) -> tuple[EnergyEnsemble, torch.Tensor]:
-    """The trained ensemble for `specs`: models whose checkpoint exists with the same unit config are
-    loaded, the others trained together (batched) and checkpointed one file per model."""
+    """The trained ensemble for `specs`, one checkpoint file per model: all loaded when every checkpoint
+    matches its unit config; otherwise the whole batch is retrained (bit-identical to an uninterrupted
+    run) and the missing models are checkpointed."""
     model = build_ensemble(specs, cfg).to(device)
     final_loss = torch.full((len(specs),), torch.nan)
     paths = [ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs]
@@ -117,13 +120,13 @@ def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str
             final_loss[m] = torch.nan if payload["final_loss"] is None else payload["final_loss"]
     missing = [m for m, payload in enumerate(found) if payload is None]
     if missing:
-        trained, losses = train_models([specs[m] for m in missing], cfg, device, desc)
-        for j, m in enumerate(missing):
-            state = trained.slice_state(j)
+        trained, losses = train_models(specs, cfg, device, desc)
+        for m in missing:
+            state = trained.slice_state(m)
             model.load_slice(m, state)
-            final_loss[m] = losses[j]
+            final_loss[m] = losses[m]
             save_checkpoint(paths[m], {"unit_config": to_jsonable(unit_config(specs[m], cfg)), "state": state,
-                                       "final_loss": to_jsonable(losses[j])})
+                                       "final_loss": to_jsonable(losses[m])})
     return model, final_loss
 
 

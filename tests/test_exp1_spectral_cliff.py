@@ -79,6 +79,20 @@ def test_ensemble_members_do_not_depend_on_batching():
     assert not torch.allclose(together.member_state(0)["weights.0"], together.member_state(1)["weights.0"])
 
 
+def test_resume_with_a_missing_seed_checkpoint_reproduces_the_ensemble_bit_for_bit(tmp_path):
+    """Batched matmuls round differently for another batch size: a rerun must not train the missing seed alone."""
+    cfg = Exp1Config(num_train_trajectories=16, num_test_trajectories=4, trajectory_steps=20, burn_in_time=5.0,
+                     train_steps=15, batch_size=32, quiet=True, seeds=[0, 1, 2])
+    datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
+    first = train_helm.train_variant(cfg, "helm", datasets, tmp_path)
+    train_helm.checkpoint_path(tmp_path, "helm", 1, None).unlink()
+    resumed = train_helm.train_variant(cfg, "helm", datasets, tmp_path)
+    assert list(resumed) == [0, 1, 2] and train_helm.checkpoint_path(tmp_path, "helm", 1, None).exists()
+    for seed in cfg.seeds:
+        assert resumed[seed]["final_loss"] == first[seed]["final_loss"]
+        assert all(torch.equal(v, first[seed]["state"][k]) for k, v in resumed[seed]["state"].items())
+
+
 def _metrics(out):
     m = json.loads((out / "results" / "metrics.json").read_text())
     return {k: v for k, v in m.items() if k not in ("runtime_seconds", "environment")}

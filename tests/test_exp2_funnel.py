@@ -13,7 +13,7 @@ from exp2_funnel_heatmap import run_experiment, sweep
 from exp2_funnel_heatmap.energy_functions import (Landscape, energy, energy_grad, global_minimum, grid,
                                                   in_global_basin)
 from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
-from exp2_funnel_heatmap.training import ModelSpec, build_ensemble, train_models
+from exp2_funnel_heatmap.training import ModelSpec, build_ensemble, train_models, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, local_minima, spurious_minima
 
 P = Landscape(L=0.3, k=1.0, A=0.012, w=45.0)
@@ -96,6 +96,19 @@ def test_batched_training_equals_training_alone():
     alone, _ = train_models([helm], cfg)
     for a, b in zip(together.parameters(), alone.parameters()):
         assert torch.allclose(a[1], b[0], atol=1e-5)
+
+
+def test_resume_with_a_missing_checkpoint_reproduces_the_batch_bit_for_bit(tmp_path):
+    """Batched matmuls round differently for another batch size: a rerun must not train the missing model alone."""
+    cfg = Exp2Config(hidden_dim=16, train_steps=20, batch_size=32, quiet=True)
+    specs = [ModelSpec("flat", 5, "flat"), ModelSpec("helm", 3, "mollified_target", 0.05),
+             ModelSpec("c", 4, "consistency", 0.05, 1.0)]
+    first, first_loss = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
+    (tmp_path / "helm_seed3.pt").unlink()
+    resumed, resumed_loss = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
+    assert (tmp_path / "helm_seed3.pt").exists()
+    assert torch.equal(first_loss, resumed_loss)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), resumed.parameters()))
 
 
 def _metrics(path):
