@@ -125,6 +125,26 @@ def load_checkpoint_if_matches(path: Path, unit_config: dict) -> dict | None:
     return payload if payload.get("unit_config") == to_jsonable(unit_config) else None
 
 
+
+def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> list[dict]:
+    """Checkpoint payloads of models trained together as one batch, one file per model.
+
+    All are loaded when every checkpoint matches its unit config. Otherwise `train()` retrains the
+    whole batch (it returns one payload per path) and only the missing files are written: batched
+    kernels round differently for another batch size, so training the missing models alone would
+    make a resumed run differ from an uninterrupted one in the last bits.
+    """
+    found = [load_checkpoint_if_matches(path, unit) for path, unit in zip(paths, unit_configs)]
+    if all(payload is not None for payload in found):
+        return found
+    payloads = []
+    for path, unit, loaded, trained in zip(paths, unit_configs, found, train()):
+        if loaded is None:
+            loaded = {"unit_config": to_jsonable(unit), **trained}
+            save_checkpoint(path, loaded)
+        payloads.append(loaded)
+    return payloads
+
 # ----------------------------------------------------------------------------------------------
 # output policy
 

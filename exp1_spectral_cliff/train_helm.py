@@ -7,9 +7,7 @@
 - variants: flat (neither), spectral, hf, helm (both).
 A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
 rerun skips units whose checkpoint matches. The seeds of a variant are trained together as one
-ensemble (see models.py). Batched matmul kernels depend on the batch size at the last bit, so when
-any seed is missing the whole ensemble of cfg.seeds is retrained: a model's weights are a function
-of the config alone, never of which checkpoints an interrupted run left behind.
+ensemble (see models.py) and resume as one batch (`common.runs.load_or_train_batch`).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from pathlib import Path
 import torch
 
 from common.jacobian_utils import batch_jacobian
-from common.runs import Timer, load_checkpoint_if_matches, save_checkpoint, to_jsonable
+from common.runs import Timer, load_or_train_batch, to_jsonable
 from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.train_flat import train_ensemble
 
@@ -112,31 +110,21 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, horizon: in
     Payload: {"unit_config", "state" (1-member state dict), "final_loss", "diverged", "train_seconds"}.
     """
     rollout_steps = cfg.train_rollout_steps if horizon is None else horizon
-    payloads, missing = {}, []
-    for seed in cfg.seeds:
-        path = checkpoint_path(ckpt_dir, variant, seed, horizon)
-        found = load_checkpoint_if_matches(path, unit_config(cfg, variant, seed, rollout_steps))
-        if found is not None:
-            payloads[seed] = found
-        else:
-            missing.append(seed)
-    if missing:  # retrain the whole ensemble: the same batch as an uninterrupted run, bit for bit
+    seeds = list(cfg.seeds)
+
+    def train() -> list[dict]:
         lam_s, lam_h = variant_lambdas(cfg, variant)
         label = variant if horizon is None else f"{variant} T={horizon}"
-        seeds = list(cfg.seeds)
         timer = Timer()
         model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [lam_s] * len(seeds),
                                     [lam_h] * len(seeds), rollout_steps, desc=f"train {label}")
-        seconds = timer.seconds()
-        for e, seed in enumerate(seeds):
-            if seed not in missing:
-                continue
-            payload = {"unit_config": unit_config(cfg, variant, seed, rollout_steps),
-                       "state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
-                       "diverged": bool(info["diverged"][e]), "train_seconds": seconds / len(seeds)}
-            save_checkpoint(checkpoint_path(ckpt_dir, variant, seed, horizon), payload)
-            payloads[seed] = payload
-    return {seed: payloads[seed] for seed in cfg.seeds}
+        seconds = timer.seconds() / len(seeds)
+        return [{"state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
+                 "diverged": bool(info["diverged"][e]), "train_seconds": seconds} for e in range(len(seeds))]
+
+    payloads = load_or_train_batch([checkpoint_path(ckpt_dir, variant, s, horizon) for s in seeds],
+                                   [unit_config(cfg, variant, s, rollout_steps) for s in seeds], train)
+    return dict(zip(seeds, payloads))
 
 
 def load_ensemble(cfg, payloads: dict) -> tuple[EnsembleStepModel, list[int]]:

@@ -3,9 +3,8 @@
 Every model has its own init and its own data stream (uniform x, Gaussian delta), both drawn
 from generators seeded by the model's seed only, so Flat and HELM of one seed see the same points.
 Adam acts element-wise, so summing the per-model losses trains each model as if it were alone, up
-to float rounding: batched matmul kernels depend on the batch size at the last bit. Hence a rerun
-that finds any model of the batch missing retrains the whole batch, and every model's weights are
-a function of the config alone, never of which checkpoints an interrupted run left behind.
+to float rounding: batched matmul kernels depend on the batch size at the last bit, which is why a
+run resumes its models as one batch (`train_or_load`).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from exp2_funnel_heatmap.energy_functions import Landscape, energy, grid
 from exp2_funnel_heatmap.models import EnergyEnsemble
 from exp2_funnel_heatmap.train_flat import flat_loss
 from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
-from common.runs import load_checkpoint_if_matches, progress, save_checkpoint, to_jsonable
+from common.runs import load_or_train_batch, progress, to_jsonable
 
 FORMS = ("flat", "mollified_target", "consistency")
 DATA_SEED_OFFSET = 1_000_003  # the data stream of seed s uses generator seed s + offset
@@ -107,26 +106,18 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
 
 def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"
                   ) -> tuple[EnergyEnsemble, torch.Tensor]:
-    """The trained ensemble for `specs`, one checkpoint file per model: all loaded when every checkpoint
-    matches its unit config; otherwise the whole batch is retrained (bit-identical to an uninterrupted
-    run) and the missing models are checkpointed."""
-    model = build_ensemble(specs, cfg).to(device)
-    final_loss = torch.full((len(specs),), torch.nan)
-    paths = [ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs]
-    found = [load_checkpoint_if_matches(path, unit_config(s, cfg)) for s, path in zip(specs, paths)]
-    for m, payload in enumerate(found):
-        if payload is not None:
-            model.load_slice(m, payload["state"])
-            final_loss[m] = torch.nan if payload["final_loss"] is None else payload["final_loss"]
-    missing = [m for m, payload in enumerate(found) if payload is None]
-    if missing:
+    """The trained ensemble for `specs` and each model's final loss (NaN when diverged); one
+    checkpoint file per model, resumed as one batch (`common.runs.load_or_train_batch`)."""
+    def train() -> list[dict]:
         trained, losses = train_models(specs, cfg, device, desc)
-        for m in missing:
-            state = trained.slice_state(m)
-            model.load_slice(m, state)
-            final_loss[m] = losses[m]
-            save_checkpoint(paths[m], {"unit_config": to_jsonable(unit_config(specs[m], cfg)), "state": state,
-                                       "final_loss": to_jsonable(losses[m])})
+        return [{"state": trained.slice_state(m), "final_loss": to_jsonable(losses[m])} for m in range(len(specs))]
+
+    payloads = load_or_train_batch([ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs],
+                                   [unit_config(s, cfg) for s in specs], train)
+    model = build_ensemble(specs, cfg).to(device)
+    for m, payload in enumerate(payloads):
+        model.load_slice(m, payload["state"])
+    final_loss = torch.tensor([torch.nan if p["final_loss"] is None else p["final_loss"] for p in payloads])
     return model, final_loss
 
 

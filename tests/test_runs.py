@@ -12,7 +12,7 @@ import torch
 
 from common.config import Exp2Config
 from common.runs import (atomic_write_bytes, config_differences, criterion, format_criteria_table,
-                         load_checkpoint_if_matches, prepare_output_dir, read_json, save_checkpoint, seed_everything,
+                         load_checkpoint_if_matches, load_or_train_batch, prepare_output_dir, read_json, save_checkpoint, seed_everything,
                          to_jsonable, write_json)
 
 
@@ -55,6 +55,22 @@ def test_checkpoint_resume_requires_matching_config(tmp_path):
     assert load_checkpoint_if_matches(path, {"lr": 0.1, "seed": 0})["state"].sum() == 2
     assert load_checkpoint_if_matches(path, {"lr": 0.2, "seed": 0}) is None
     assert load_checkpoint_if_matches(tmp_path / "missing.pt", {"lr": 0.1}) is None
+
+
+def test_batch_resume_loads_all_or_retrains_all_and_writes_only_missing_files(tmp_path):
+    paths, units = [tmp_path / "a.pt", tmp_path / "b.pt"], [{"m": 0}, {"m": 1}]
+    calls = []
+
+    def train():
+        calls.append(1)
+        return [{"value": 10 * len(calls)}, {"value": 10 * len(calls) + 1}]
+
+    assert [p["value"] for p in load_or_train_batch(paths, units, train)] == [10, 11]
+    assert [p["value"] for p in load_or_train_batch(paths, units, train)] == [10, 11] and len(calls) == 1
+    paths[1].unlink()
+    mtime = paths[0].stat().st_mtime_ns
+    assert [p["value"] for p in load_or_train_batch(paths, units, train)] == [10, 21] and len(calls) == 2
+    assert paths[0].stat().st_mtime_ns == mtime and load_checkpoint_if_matches(paths[1], units[1])["value"] == 21
 
 
 def test_seed_everything_is_deterministic():
