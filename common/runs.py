@@ -125,7 +125,6 @@ def load_checkpoint_if_matches(path: Path, unit_config: dict) -> dict | None:
     return payload if payload.get("unit_config") == to_jsonable(unit_config) else None
 
 
-
 def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> list[dict]:
     """Checkpoint payloads of models trained together as one batch, one file per model.
 
@@ -144,6 +143,7 @@ def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> l
             save_checkpoint(path, loaded)
         payloads.append(loaded)
     return payloads
+
 
 # ----------------------------------------------------------------------------------------------
 # output policy
