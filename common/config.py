@@ -1,12 +1,17 @@
 """Experiment configs: one dataclass per experiment, and `parse()` which turns one into a CLI.
 
-Every field carries a one-line doc (`metadata["help"]`) that becomes its `--help` text. Field
-`foo_bar` is set from the command line as `--foo-bar VALUE` (lists: `--horizons 5 10 20`,
-booleans: `--quick` / `--no-quick`). `quick` selects a tiny preset for smoke runs; flags given
-explicitly on the command line win over the preset.
+Every field is declared with `param(default, help, role, ...)`:
+- `help` becomes its `--help` text; field `foo_bar` is the flag `--foo-bar VALUE` (lists:
+  `--horizons 5 10 20`, booleans: `--quick` / `--no-quick`);
+- `role` says what the field changes: "model" (what a trained model depends on: a checkpoint's
+  identity), "eval" (what the measurements depend on, given the models) or "run" (only how or
+  where a run is shown: never a number). Checkpoint identity, the run folder's hash and "is this
+  the full default run" are all derived from these roles, never from hand-kept lists;
+- `ge` / `gt` / `le` / `choices` bound the value (each element of a list); `validate()` checks
+  them, then the experiment's cross-field and memory checks.
 
-`python -m common.config exp1 [flags]` prints the resulting config as JSON (handy to check an
-override before launching a long run).
+`quick` selects a tiny preset for smoke runs; flags given explicitly win over the preset.
+`python -m common.config exp1 [flags]` prints the resolved config as JSON.
 """
 
 from __future__ import annotations
@@ -14,59 +19,144 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import hashlib
 import json
+import math
 import os
+import re
 import sys
+import tempfile
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNS_ROOT = REPO_ROOT / "runs"
+ROLES = ("model", "eval", "run")
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence/legacy seeding range
+MEMORY_LIMIT_GIB = 8.0  # a third of this machine's memory: beyond it, a config is refused up front
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message is one line meant for the user."""
 
 
-def param(default, help: str):
-    """A dataclass field with a default (lists are copied) and a one-line help text."""
+TOO_LARGE = "larger values need hours or more memory than this machine has"
+
+
+def param(default, help: str, role: str, *, ge=None, gt=None, le=None, choices=None, le_why: str = TOO_LARGE):
+    """A dataclass field with a default (lists are copied), help text, role and bounds (`le_why`
+    says why values above `le` are refused)."""
+    assert role in ROLES, role
+    meta = {"help": help, "role": role, "ge": ge, "gt": gt, "le": le, "choices": choices, "le_why": le_why}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def fields_with_role(cfg_or_cls, *roles: str) -> list[str]:
+    """Names of the fields whose declared role is one of `roles`, in declaration order."""
+    return [f.name for f in dataclasses.fields(cfg_or_cls) if f.metadata["role"] in roles]
+
+
+def identity(cfg, *roles: str) -> dict:
+    """{field: value} of the fields with these roles (JSON-safe): what a saved unit depends on."""
+    return json.loads(json.dumps({name: getattr(cfg, name) for name in fields_with_role(cfg, *roles)}))
+
+
+def config_hash(cfg) -> str:
+    """Short hash of every field that changes a number (roles model and eval)."""
+    text = json.dumps(identity(cfg, "model", "eval"), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def with_saved_fields(cfg):
+    """`cfg` with every number-changing field (roles model, eval) taken from the run saved in its
+    output folder (`results/config.json`): what `--plots-only` draws with."""
+    saved = json.loads((cfg.output_dir() / "results" / "config.json").read_text())
+    names = set(fields_with_role(cfg, "model", "eval")) & set(saved)
+    return dataclasses.replace(cfg, **{name: saved[name] for name in names})
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_RUN_FOLDERS: dict[str, Path] = {}  # hash -> folder chosen in this process (the name holds a time)
+
+
+def run_folder(cfg) -> Path:
+    """`runs/<experiment>/<UTC time>-<hash>/`: the newest existing folder of this config's hash (so a
+    rerun resumes there), else a new name."""
+    key = f"{cfg.experiment_folder}/{config_hash(cfg)}"
+    if key not in _RUN_FOLDERS:
+        parent = RUNS_ROOT / cfg.experiment_folder
+        existing = sorted(parent.glob(f"*-{config_hash(cfg)}")) if parent.is_dir() else []
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        _RUN_FOLDERS[key] = existing[-1] if existing else parent / f"{stamp}-{config_hash(cfg)}"
+    return _RUN_FOLDERS[key]
 
 
 @dataclass
 class RunConfig:
     """Fields every experiment shares."""
 
-    seeds: list[int] = param([0, 1, 2], "seeds of the reported runs (the tuning seed is separate)")
-    tuning_seed: int = param(100, "seed used only for hyper-parameter sweeps, never reported")
-    device: str = param("auto", "auto | cpu | cuda (auto = cuda when available)")
-    out_dir: str = param("", "where plots/, results/ and checkpoints/ go ('' = the experiment folder)")
-    quick: bool = param(False, "tiny preset for smoke runs (seconds, numbers not meaningful)")
-    quiet: bool = param(False, "no progress bars")
-    strict: bool = param(False, "exit 1 when a success criterion FAILs (default: exit 0)")
-    num_threads: int = param(1, "torch CPU threads per process (1 is fastest on 2 cores here)")
+    seeds: list[int] = param([0, 1, 2], "seeds of the reported runs (the tuning seed is separate)", "eval",
+                             ge=0, le=SEED_MAX, le_why="numpy's seed range")
+    tuning_seed: int = param(100, "seed used only for hyper-parameter sweeps, never reported", "eval",
+                             ge=0, le=SEED_MAX, le_why="numpy's seed range")
+    device: str = param("cpu", "cpu | cuda | auto (auto = cuda when available)", "model",
+                        choices=("cpu", "cuda", "auto"))
+    num_threads: int = param(1, "torch CPU threads per process (they change float rounding, so they are "
+                             "part of a checkpoint's identity)", "model", ge=1)
+    quick: bool = param(False, "tiny preset for smoke runs (seconds, numbers not meaningful)", "eval")
+    out_dir: str = param("", "output folder ('' = the experiment folder for the full default run, "
+                         "else runs/<experiment>/<UTC time>-<config hash>/)", "run")
+    quiet: bool = param(False, "no progress bars", "run")
+    strict: bool = param(False, "exit 1 when a success criterion FAILs (default: exit 0)", "run")
+    plots_only: bool = param(False, "rebuild metrics and plots from the saved results of this config "
+                             "(no training)", "run")
+    dry_run: bool = param(False, "validate, print the output folder and exit (no work, nothing written)", "run")
 
     experiment_folder = ""  # class attribute, set by subclasses
+    saved_for_plots = ()  # tuple of files under the output folder that --plots-only reads
 
     def quick_overrides(self) -> dict:
         """Field values of the `--quick` preset."""
         return {"seeds": self.seeds[:1]}
 
+    def is_full_default(self) -> bool:
+        """Every field that changes a number has its default value."""
+        return identity(self, "model", "eval") == identity(type(self)(), "model", "eval")
+
     def output_dir(self) -> Path:
-        """Resolved output folder."""
-        return Path(self.out_dir) if self.out_dir else REPO_ROOT / self.experiment_folder
+        """`--out-dir`; else the experiment folder (committed findings) for the full default run,
+        else this config's folder under runs/ (git-ignored)."""
+        if self.out_dir:
+            return Path(self.out_dir)
+        return REPO_ROOT / self.experiment_folder if self.is_full_default() else run_folder(self)
 
     def validate(self) -> None:
-        """Raise ConfigError (one line) on the first bad value."""
-        _require(len(self.seeds) > 0, "seeds must not be empty")
+        """Raise ConfigError (one line) on the first bad value; reads the disk, writes nothing."""
+        for f in dataclasses.fields(self):
+            _check_bounds(f, getattr(self, f.name))
         _require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, got {self.seeds}")
         _require(self.tuning_seed not in self.seeds,
                  f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
-        _require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
-        _require(self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}")
-        _require_writable(self.output_dir())
+        cpus = available_cpus()
+        _require(self.num_threads <= cpus, f"num_threads {self.num_threads} is more than this machine's {cpus} CPUs")
+        if self.device == "cuda":
+            import torch
+            _require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
+        out = self.output_dir()
+        _require_writable(out)
+        if self.plots_only:
+            missing = [name for name in self.saved_for_plots if not (out / name).is_file()]
+            _require(not missing, f"--plots-only: nothing saved for this config in {out} (missing "
+                     f"{', '.join(missing)}); run it without --plots-only first")
+        else:
+            _require_same_config(self, out)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -74,34 +164,55 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _require_positive(cfg, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        values = value if isinstance(value, list) else [value]
-        _require(len(values) > 0, f"{name} must not be empty")
-        bad = [v for v in values if not v > 0]
-        _require(not bad, f"{name} must be > 0, got {value}")
+def _check_bounds(f: dataclasses.Field, value) -> None:
+    m, flag = f.metadata, "--" + f.name.replace("_", "-")
+    values = value if isinstance(value, list) else [value]
+    _require(len(values) > 0, f"{flag} must not be empty")
+    for v in values:
+        if isinstance(v, float):
+            _require(math.isfinite(v), f"{flag} must be a finite number, got {v}")
+        if m["choices"] is not None:
+            _require(v in m["choices"], f"{flag}: unknown value {v!r} (choose from {', '.join(map(str, m['choices']))})")
+        if m["ge"] is not None:
+            _require(v >= m["ge"], f"{flag} must be >= {m['ge']}, got {v}")
+        if m["gt"] is not None:
+            _require(v > m["gt"], f"{flag} must be > {m['gt']}, got {v}")
+        if m["le"] is not None:
+            _require(v <= m["le"], f"{flag} must be <= {m['le']}, got {v} ({m['le_why']})")
 
 
-def _require_non_negative(cfg, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        _require(value >= 0, f"{name} must be >= 0, got {value}")
-
-
-def _require_choice(cfg, name: str, choices) -> None:
-    values = getattr(cfg, name)
-    for v in values if isinstance(values, list) else [values]:
-        _require(v in choices, f"{name}: unknown value {v!r} (choose from {', '.join(map(str, choices))})")
+def _require_memory(what: str, num_bytes: float) -> None:
+    gib = num_bytes / 2**30
+    _require(gib <= MEMORY_LIMIT_GIB, f"{what} would need {gib:.1f} GiB of memory (limit {MEMORY_LIMIT_GIB:g} GiB)")
 
 
 def _require_writable(path: Path) -> None:
-    """The folder exists and is writable, or can be created under a writable ancestor."""
+    """The folder exists and is writable, or can be created under a writable ancestor. The probe
+    makes and removes one empty temporary folder, so pseudo file systems (/proc) are caught too."""
     probe = path.resolve()
     while not probe.exists():
         probe = probe.parent
     _require(probe.is_dir(), f"out_dir {path} is not a folder ({probe} is a file)")
-    _require(os.access(probe, os.W_OK | os.X_OK), f"out_dir {path} is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".write-probe-"))
+    except OSError as err:
+        raise ConfigError(f"out_dir {path} cannot be written ({probe}: {err.strerror})") from None
+
+
+def _require_same_config(cfg, out: Path) -> None:
+    """A folder holding another config's results is never overwritten (the committed findings
+    are refreshed only by the full default run)."""
+    saved_path = out / "results" / "config.json"
+    if not saved_path.is_file() or (cfg.is_full_default() and out == REPO_ROOT / cfg.experiment_folder):
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved = {}
+    new = identity(cfg, "model", "eval")
+    differ = sorted(k for k in new if not isinstance(saved, dict) or saved.get(k) != new[k])
+    _require(not differ, f"out_dir {out} holds results of another config ({', '.join(differ[:4])} differ); "
+             "choose another --out-dir or remove that folder")
 
 
 @dataclass
@@ -109,42 +220,50 @@ class Exp1Config(RunConfig):
     """Experiment 1, spectral cliff: Jacobian growth of learned controlled-Lorenz world models."""
 
     experiment_folder = "exp1_spectral_cliff"
+    saved_for_plots = ("results/config.json", "results/metrics.json", "results/exp1_arrays.npz")
 
     # system and data
-    dt: float = param(0.01, "RK4 integration step of the true Lorenz system")
-    dt_model: float = param(0.05, "time covered by one world-model step (a multiple of dt)")
-    control_scale: float = param(0.5, "forcing c: s_dot += c * std_i * u_i, u in [-1, 1]^3")
-    burn_in_time: float = param(20.0, "time units integrated before recording (reach the attractor)")
-    num_train_trajectories: int = param(2000, "training trajectories")
-    num_test_trajectories: int = param(200, "test trajectories")
-    trajectory_steps: int = param(300, "model steps per trajectory")
+    dt: float = param(0.01, "RK4 integration step of the true Lorenz system", "model", gt=0, le=0.1)
+    dt_model: float = param(0.05, "time covered by one world-model step (a multiple of dt)", "model", gt=0)
+    control_scale: float = param(0.5, "forcing c: s_dot += c * std_i * u_i, u in [-1, 1]^3", "model", ge=0, le=10)
+    burn_in_time: float = param(20.0, "time units integrated before recording (reach the attractor)", "model",
+                                gt=0, le=1000)
+    num_train_trajectories: int = param(2000, "training trajectories", "model", ge=1, le=100_000)
+    num_test_trajectories: int = param(200, "test trajectories", "model", ge=1, le=100_000)
+    trajectory_steps: int = param(300, "model steps per trajectory", "model", ge=10, le=10_000)
     # model
-    hidden_dim: int = param(128, "width of the residual MLP step model")
-    num_layers: int = param(2, "hidden layers of the residual MLP step model")
+    hidden_dim: int = param(128, "width of the residual MLP step model", "model", ge=1, le=4096)
+    num_layers: int = param(2, "hidden layers of the residual MLP step model", "model", ge=1, le=16)
     # training
-    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train")
+    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train", "eval",
+                                choices=("flat", "spectral", "hf", "helm"))
     train_protocol: str = param("short", "short: one model per variant trained on short rollouts; "
-                                "per_horizon: the seed's one model per T trained on T-step rollouts")
-    train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)")
-    train_steps: int = param(3000, "optimizer steps per model")
-    batch_size: int = param(256, "training batch size (windows)")
-    lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)")
-    lambda_spectral: float = param(0.1, "weight of the hinge on the per-step spectral norm (0.1: smallest value "
-                                   "meeting the norm criteria in sweep_lambda.py on the tuning seed; the seed had 1e-3)")
-    lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the transition")
-    hf_noise_sigma: float = param(0.05, "std of the input noise of the HF-invariance loss (normalized units)")
+                                "per_horizon: the seed's one model per T trained on T-step rollouts", "model",
+                                choices=("short", "per_horizon"))
+    train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)",
+                                     "model", ge=1, le=1000)
+    train_steps: int = param(3000, "optimizer steps per model", "model", ge=1, le=100_000)
+    batch_size: int = param(256, "training batch size (windows)", "model", ge=1, le=65_536)
+    lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)", "model", gt=0)
+    lambda_spectral: float = param(0.1, "weight of the hinge on the per-step spectral norm", "model", ge=0)
+    lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the transition", "model", ge=0)
+    hf_noise_sigma: float = param(0.05, "std of the input noise of the HF-invariance loss (normalized units)",
+                                  "model", gt=0, le=10)
+    divergence_threshold: float = param(1e3, "final training loss above this (or NaN/Inf) marks a model diverged",
+                                        "model", gt=0)
     # analysis
-    horizons: list[int] = param([5, 10, 20, 50, 100, 200], "rollout horizons T of the Jacobian analysis")
-    num_eval_states: int = param(64, "test initial states per horizon")
-    planning_horizons: list[int] = param([10, 20, 50, 100], "horizons of the planning-convergence test")
-    planning_max_iters: int = param(200, "Adam iteration budget of the planning test")
-    planning_lr: float = param(0.05, "Adam learning rate on the action sequence")
-    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)")
+    horizons: list[int] = param([5, 10, 20, 50, 100, 200], "rollout horizons T of the Jacobian analysis", "eval",
+                                ge=1, le=1000)
+    num_eval_states: int = param(64, "test initial states per horizon", "eval", ge=1, le=10_000)
+    planning_horizons: list[int] = param([10, 20, 50, 100], "horizons of the planning-convergence test", "eval",
+                                         ge=1, le=1000)
+    planning_max_iters: int = param(200, "Adam iteration budget of the planning test", "eval", ge=1, le=100_000)
+    planning_lr: float = param(0.05, "Adam learning rate on the action sequence", "eval", gt=0, le=10)
+    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)", "eval", gt=0)
     lambda_sweep: list[float] = param([0.0, 1e-3, 1e-2, 3e-2, 1e-1, 2e-1, 3e-1, 1.0],
-                                      "lambda_spectral values of the tuning-seed trade-off sweep")
-    growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this")
-    divergence_threshold: float = param(1e3, "final training loss above this (or NaN/Inf) marks a model diverged")
-    plots_only: bool = param(False, "rebuild metrics and plots from the saved arrays (results/exp1_arrays.npz)")
+                                      "lambda_spectral values of the tuning-seed trade-off sweep", "eval", ge=0)
+    growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this",
+                                        "eval", ge=1)
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_trajectories": 64, "num_test_trajectories": 16,
@@ -154,25 +273,24 @@ class Exp1Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        _require_positive(self, "dt", "dt_model", "burn_in_time", "num_train_trajectories",
-                          "num_test_trajectories", "trajectory_steps", "hidden_dim", "num_layers",
-                          "train_rollout_steps", "train_steps", "batch_size", "lr", "hf_noise_sigma",
-                          "horizons", "num_eval_states", "planning_horizons", "planning_max_iters",
-                          "planning_lr", "planning_tolerance", "growth_fit_min_horizon", "divergence_threshold")
-        _require_non_negative(self, "control_scale", "lambda_spectral", "lambda_hf")
-        _require(all(v >= 0 for v in self.lambda_sweep), f"lambda_sweep must be >= 0, got {self.lambda_sweep}")
         ratio = self.dt_model / self.dt
         _require(abs(ratio - round(ratio)) < 1e-6, f"dt_model {self.dt_model} must be a multiple of dt {self.dt}")
-        _require(len(self.variants) > 0, "variants must not be empty")
-        _require_choice(self, "variants", ("flat", "spectral", "hf", "helm"))
-        _require_choice(self, "train_protocol", ("short", "per_horizon"))
         _require(max(self.horizons) <= self.trajectory_steps or self.train_protocol == "short",
                  "per_horizon training needs trajectory_steps >= max(horizons)")
         _require(self.train_rollout_steps < self.trajectory_steps,
                  f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
         _require(self.num_eval_states <= self.num_test_trajectories,
                  f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
-        _require(self.trajectory_steps >= 10, "trajectory_steps must be >= 10 (10-step RMSE)")
+        S, T = len(self.seeds), max(self.horizons + self.planning_horizons)
+        # float64 states and actions while simulating, float32 copies for training
+        _require_memory("the trajectories (seeds x trajectories x steps)",
+                        S * (self.num_train_trajectories + self.num_test_trajectories) * (self.trajectory_steps + 1)
+                        * 3 * 24)
+        # step Jacobians (float32 and float64 copies) at every visited (state, step) of the analysis
+        _require_memory("the rollout Jacobians (seeds x eval states x max horizon)",
+                        S * self.num_eval_states * T * 9 * 2 * 24)
+        _require_memory("a training step (seeds x batch x rollout x width)",
+                        S * self.batch_size * self.train_rollout_steps * self.hidden_dim * self.num_layers * 4 * 16)
 
 
 @dataclass
@@ -180,36 +298,41 @@ class Exp2Config(RunConfig):
     """Experiment 2, funnel heatmap: mollification of a rugged 2-D energy."""
 
     experiment_folder = "exp2_funnel_heatmap"
+    saved_for_plots = ("results/metrics.json", "results/exp2_arrays.npz")
 
     # true energy E*(x) = 0.5 k ||x||^2 + A sum_i (1 - cos(w x_i)) on [-L, L]^2
-    domain_half_width: float = param(0.3, "L: the domain is [-L, L]^2")
-    quadratic_k: float = param(1.0, "k: curvature of the funnel")
-    ripple_amplitude: float = param(0.012, "A: amplitude of the cosine ripples")
-    ripple_frequency: float = param(45.0, "w: angular frequency of the ripples")
+    domain_half_width: float = param(0.3, "L: the domain is [-L, L]^2", "model", gt=0, le=1000)
+    quadratic_k: float = param(1.0, "k: curvature of the funnel", "model", gt=0)
+    ripple_amplitude: float = param(0.012, "A: amplitude of the cosine ripples", "model", ge=0)
+    ripple_frequency: float = param(45.0, "w: angular frequency of the ripples", "model", gt=0, le=10_000)
     # model
-    num_fourier_features: int = param(64, "random Fourier features of the input encoding")
-    fourier_scale: float = param(30.0, "std of the random Fourier frequencies")
-    hidden_dim: int = param(128, "width of the energy MLP")
-    num_layers: int = param(2, "hidden layers of the energy MLP")
+    num_fourier_features: int = param(64, "random Fourier features of the input encoding", "model", ge=1, le=4096)
+    fourier_scale: float = param(30.0, "std of the random Fourier frequencies", "model", gt=0)
+    hidden_dim: int = param(128, "width of the energy MLP", "model", ge=1, le=4096)
+    num_layers: int = param(2, "hidden layers of the energy MLP", "model", ge=1, le=16)
     # training
-    train_steps: int = param(2000, "Adam steps per model")
-    batch_size: int = param(512, "training batch size (points sampled uniformly from the domain)")
-    lr: float = param(1e-3, "Adam learning rate (cosine decay to 0)")
-    train_margin: float = param(0.1, "training points come from [-(1+m)L, (1+m)L]^2, so the fit holds up to the edge")
+    train_steps: int = param(2000, "Adam steps per model", "model", ge=1, le=100_000)
+    batch_size: int = param(512, "training batch size (points sampled uniformly from the domain)", "model",
+                            ge=1, le=65_536)
+    lr: float = param(1e-3, "Adam learning rate (cosine decay to 0)", "model", gt=0)
+    train_margin: float = param(0.1, "training points come from [-(1+m)L, (1+m)L]^2, so the fit holds up to the edge",
+                                "model", ge=0, le=10)
     hf_form: str = param("mollified_target", "HELM loss: mollified_target (fit E* at x+delta) | "
-                         "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)")
-    lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency; 10 from the "
-                             "tuning-seed sweep, the seed's 1.0 gave no funnel at any sigma)")
-    hf_noise_sigma: float = param(0.05, "std of delta ~ N(0, sigma^2 I)")
+                         "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)", "model",
+                         choices=("mollified_target", "consistency"))
+    lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency)", "model", ge=0)
+    hf_noise_sigma: float = param(0.05, "std of delta ~ N(0, sigma^2 I)", "model", gt=0, le=1000)
     # analysis
-    grid_resolution: int = param(200, "grid for energy plots and spurious-minima counts")
-    basin_grid_resolution: int = param(50, "start grid (per side) of the basin-coverage test")
-    gd_steps_basin: int = param(300, "gradient-descent steps on the landscape")
-    gd_lr_basin: float = param(0.02, "gradient-descent step size (E* has curvature <= k + A w^2 = 25)")
-    polish_steps: int = param(300, "descent steps on the TRUE energy after the landscape's")
+    grid_resolution: int = param(200, "grid for energy plots and spurious-minima counts", "eval", ge=3, le=2000)
+    basin_grid_resolution: int = param(50, "start grid (per side) of the basin-coverage test", "eval", ge=1, le=400)
+    gd_steps_basin: int = param(300, "gradient-descent steps on the landscape", "eval", ge=1, le=20_000)
+    gd_lr_basin: float = param(0.02, "gradient-descent step size (E* has curvature <= k + A w^2 = 25)", "eval",
+                               gt=0, le=10)
+    polish_steps: int = param(300, "descent steps on the TRUE energy after the landscape's", "eval", ge=0, le=20_000)
     sweep_sigmas: list[float] = param([0.01, 0.02, 0.035, 0.05, 0.08, 0.12, 0.2],
-                                      "hf_noise_sigma values of the tuning-seed sweep")
-    sweep_lambdas: list[float] = param([0.1, 1.0, 10.0], "lambda_hf values of the tuning-seed sweep (consistency)")
+                                      "hf_noise_sigma values of the tuning-seed sweep", "eval", gt=0, le=1000)
+    sweep_lambdas: list[float] = param([0.1, 1.0, 10.0], "lambda_hf values of the tuning-seed sweep (consistency)",
+                                       "eval", ge=0)
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "train_steps": 100, "grid_resolution": 40,
@@ -218,13 +341,11 @@ class Exp2Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        _require_positive(self, "domain_half_width", "quadratic_k", "ripple_frequency", "num_fourier_features",
-                          "fourier_scale", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr",
-                          "hf_noise_sigma", "grid_resolution", "basin_grid_resolution", "gd_steps_basin",
-                          "gd_lr_basin", "sweep_sigmas", "sweep_lambdas")
-        _require_non_negative(self, "ripple_amplitude", "lambda_hf", "polish_steps", "train_margin")
-        _require(all(v >= 0 for v in self.sweep_lambdas), f"sweep_lambdas must be >= 0, got {self.sweep_lambdas}")
-        _require_choice(self, "hf_form", ("mollified_target", "consistency"))
+        models = 3 * len(self.seeds)  # Flat, HELM and the other HF form per seed, trained as one batch
+        width = 2 * self.num_fourier_features + self.hidden_dim * self.num_layers
+        _require_memory("a training step (models x batch x width)", models * self.batch_size * width * 4 * 12)
+        _require_memory("the energy grid (models x grid^2 x width)",
+                        models * self.grid_resolution ** 2 * width * 4 * 4)
 
 
 EXP3_ENV_IDS = ("HELM-SpanningMaze-v0",)
@@ -235,42 +356,52 @@ class Exp3Config(RunConfig):
     """Experiment 3, planning efficiency: coarse-to-fine planning through a learned MiniGrid model."""
 
     experiment_folder = "exp3_planning_efficiency"
+    saved_for_plots = ("results/metrics.json", "results/exp3_arrays.npz")
 
-    env_id: str = param("HELM-SpanningMaze-v0", "registered MiniGrid environment")
+    env_id: str = param("HELM-SpanningMaze-v0", "registered MiniGrid environment", "model", choices=EXP3_ENV_IDS)
     # data
-    num_walks: int = param(2000, "random-walk episodes collected for world-model training")
-    walk_length: int = param(64, "steps per random walk")
+    num_walks: int = param(2000, "random-walk episodes collected for world-model training", "model", ge=1,
+                           le=100_000)
+    walk_length: int = param(64, "steps per random walk", "model", ge=1, le=10_000)
     # world model
-    latent_dim: int = param(16, "latent size")
-    hidden_dim: int = param(128, "MLP width of the world model and the energy")
-    model_train_steps: int = param(2000, "world-model training steps")
-    model_batch_size: int = param(256, "batch size (windows) of world-model training")
-    model_lr: float = param(3e-3, "Adam learning rate of the world model (cosine decay)")
-    model_rollout_steps: int = param(8, "latent rollout length of the prediction loss")
-    lambda_spectral: float = param(1e-3, "HELM: weight of the spectral hinge on the fine transition")
-    energy_train_steps: int = param(2000, "goal-energy (quasimetric distance head) training steps")
-    energy_batch_size: int = param(1024, "state pairs per goal-energy training step")
-    energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)")
-    hf_noise_sigma: float = param(0.0, "HELM: input noise of the energy (x latent std); 0 = off (see tune.py)")
+    latent_dim: int = param(16, "latent size", "model", ge=1, le=1024)
+    hidden_dim: int = param(128, "MLP width of the world model and the energy", "model", ge=1, le=4096)
+    model_train_steps: int = param(2000, "world-model training steps", "model", ge=1, le=100_000)
+    model_batch_size: int = param(256, "batch size (windows) of world-model training", "model", ge=1, le=65_536)
+    model_lr: float = param(3e-3, "Adam learning rate of the world model (cosine decay)", "model", gt=0)
+    model_rollout_steps: int = param(8, "latent rollout length of the prediction loss", "model", ge=1, le=256)
+    lambda_spectral: float = param(1e-3, "HELM: weight of the spectral hinge on the fine transition", "model", ge=0)
+    energy_train_steps: int = param(2000, "goal-energy (quasimetric distance head) training steps", "model",
+                                    ge=1, le=100_000)
+    energy_batch_size: int = param(1024, "state pairs per goal-energy training step", "model", ge=1, le=65_536)
+    energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)", "model", gt=0)
+    hf_noise_sigma: float = param(0.0, "HELM: input noise of the energy (x latent std); 0 = off", "model",
+                                  ge=0, le=100)
+    coarse_stride: int = param(4, "fine steps per coarse step (HELM enumerates all 3^k macro-actions)", "model",
+                               ge=1, le=6)
     # planning
-    planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])")
-    num_eval_episodes: int = param(30, "evaluation episodes per horizon per seed")
-    planners: list[str] = param(["flat", "helm", "cem", "random", "bfs"], "planners to evaluate")
-    replan_every: int = param(4, "every planner re-plans after this many real steps")
-    coarse_stride: int = param(4, "fine steps per coarse step (HELM)")
-    helm_top_k: int = param(81, "HELM: best coarse macro-actions re-scored by the fine model (81 = all 3^4)")
-    helm_coarse_depth: int = param(1, "HELM: coarse steps of lookahead (1 or 2)")
-    snap_latents: bool = param(True, "discrete planners (HELM, CEM) snap predicted latents to encoded states")
-    gd_steps: int = param(100, "gradient steps of the flat planner")
-    gd_lr: float = param(0.1, "learning rate of the flat planner")
-    gumbel_tau: float = param(1.0, "Gumbel-Softmax temperature")
-    softmin_temperature: float = param(1.0, "temperature of the soft-min over the plan's energies (gradient planner)")
-    depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties")
-    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)")
-    cem_num_samples: int = param(500, "CEM samples per iteration")
-    cem_num_iters: int = param(10, "CEM iterations")
-    cem_elite_frac: float = param(0.1, "CEM elite fraction")
-    jobs: int = param(1, "seeds run in parallel worker processes (num_threads torch threads each)")
+    planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])", "eval",
+                                         ge=1, le=1000)
+    num_eval_episodes: int = param(30, "evaluation episodes per horizon per seed", "eval", ge=1, le=1000)
+    planners: list[str] = param(["flat", "helm", "cem", "random", "bfs"], "planners to evaluate", "eval",
+                                choices=("flat", "helm", "cem", "random", "bfs"))
+    replan_every: int = param(4, "every planner re-plans after this many real steps", "eval", ge=1, le=1000)
+    helm_top_k: int = param(81, "HELM: best coarse macro-actions re-scored by the fine model (81 = all 3^4)", "eval",
+                            ge=1)
+    helm_coarse_depth: int = param(1, "HELM: coarse steps of lookahead (1 or 2)", "eval", choices=(1, 2))
+    snap_latents: bool = param(True, "discrete planners (HELM, CEM) snap predicted latents to encoded states", "eval")
+    gd_steps: int = param(100, "gradient steps of the flat planner", "eval", ge=1, le=10_000)
+    gd_lr: float = param(0.1, "learning rate of the flat planner", "eval", gt=0)
+    gumbel_tau: float = param(1.0, "Gumbel-Softmax temperature", "eval", gt=0)
+    softmin_temperature: float = param(1.0, "temperature of the soft-min over the plan's energies (gradient planner)",
+                                       "eval", gt=0)
+    depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties", "eval", ge=0)
+    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)", "eval",
+                             ge=1, le=1000)
+    cem_num_samples: int = param(500, "CEM samples per iteration", "eval", ge=1, le=100_000)
+    cem_num_iters: int = param(10, "CEM iterations", "eval", ge=1, le=1000)
+    cem_elite_frac: float = param(0.1, "CEM elite fraction", "eval", gt=0, le=1)
+    jobs: int = param(1, "seeds run in parallel worker processes (num_threads torch threads each)", "run", ge=1)
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_walks": 200, "model_train_steps": 100,
@@ -279,22 +410,18 @@ class Exp3Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        _require_choice(self, "env_id", EXP3_ENV_IDS)
-        _require_positive(self, "num_walks", "walk_length", "latent_dim", "hidden_dim", "model_train_steps",
-                          "model_batch_size", "model_lr", "model_rollout_steps", "energy_train_steps",
-                          "energy_batch_size", "energy_lr", "planning_horizons",
-                          "num_eval_episodes", "replan_every", "helm_top_k", "gd_steps", "gd_lr", "gumbel_tau",
-                          "softmin_temperature", "cem_horizon", "cem_num_samples", "cem_num_iters")
-        _require(1 <= self.coarse_stride <= 6,
-                 f"coarse_stride must be in 1..6 (HELM enumerates all 3^k macro-actions), got {self.coarse_stride}")
-        _require_non_negative(self, "lambda_spectral", "hf_noise_sigma", "depth_cost")
+        cpus = available_cpus()
+        _require(self.jobs * self.num_threads <= cpus,
+                 f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
+        _require(self.helm_top_k <= 3 ** self.coarse_stride,
+                 f"helm_top_k {self.helm_top_k} is more than the {3 ** self.coarse_stride} macro-actions of "
+                 f"coarse_stride {self.coarse_stride}")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
-        _require(0 < self.cem_elite_frac <= 1, f"cem_elite_frac must be in (0, 1], got {self.cem_elite_frac}")
-        _require(self.jobs >= 1, f"jobs must be >= 1, got {self.jobs}")
-        _require(self.helm_coarse_depth in (1, 2), f"helm_coarse_depth must be 1 or 2, got {self.helm_coarse_depth}")
-        _require(len(self.planners) > 0, "planners must not be empty")
-        _require_choice(self, "planners", ("flat", "helm", "cem", "random", "bfs"))
+        horizon = min(self.cem_horizon, max(self.planning_horizons))
+        _require_memory("CEM's batched samples (episodes x samples x horizon x width)",
+                        self.num_eval_episodes * self.cem_num_samples * horizon * self.hidden_dim * 4 * 4)
+        _require_memory("the random walks (walks x length)", self.num_walks * self.walk_length * 64)
 
 
 CONFIGS = {"exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
@@ -303,9 +430,17 @@ CONFIGS = {"exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
 # ----------------------------------------------------------------------------------------------
 # CLI
 
+# argparse takes "-inf" or "-1e-3" for a flag; this pattern lets it read them as values, so they
+# reach the range checks (and "-inf" is refused as non-finite, not as "expected one argument")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
 
 class _OneLineParser(argparse.ArgumentParser):
     """argparse that reports errors as one line and exits 2, with a suggestion for typos."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments"):
@@ -317,12 +452,26 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > 2**62:
+        raise argparse.ArgumentTypeError(f"{text} is out of range")
+    return value
+
+
 def _element_type(tp):
     """The argparse `type` and `nargs` of a field type like int, float, list[int], bool."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return typing.get_args(tp)[0], "+"
-    return tp, None
+    nargs = None
+    if typing.get_origin(tp) is list:
+        tp, nargs = typing.get_args(tp)[0], "+"
+    return {float: _finite_float, int: _bounded_int}.get(tp, tp), nargs
 
 
 def build_parser(config_cls: type, prog: str | None = None) -> argparse.ArgumentParser:
@@ -333,7 +482,7 @@ def build_parser(config_cls: type, prog: str | None = None) -> argparse.Argument
     defaults = config_cls()
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "") + f" (default: {getattr(defaults, f.name)})"
+        help_text = f.metadata["help"] + f" (default: {getattr(defaults, f.name)})"
         tp, nargs = _element_type(hints[f.name])
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
@@ -342,13 +491,32 @@ def build_parser(config_cls: type, prog: str | None = None) -> argparse.Argument
     return parser
 
 
+def _repeated_flags(argv: list[str]) -> list[str]:
+    """Flags given more than once (`--quick --no-quick` counts): argparse would let the last win."""
+    seen, repeated = set(), []
+    for word in argv:
+        if word.startswith("--"):
+            name = word[2:].split("=")[0]
+            name = name[3:] if name.startswith("no-") else name
+            if name in seen:
+                repeated.append("--" + name)
+            seen.add(name)
+    return repeated
+
+
 def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = None):
     """Build a validated config from the command line; on any error print one line and exit 2.
 
-    Order: dataclass defaults, then the `--quick` preset, then the flags given explicitly.
+    Order: dataclass defaults, then the `--quick` preset, then the flags given explicitly. With
+    `--dry-run`, print the output folder and exit 0. The output folder is resolved here once (a new
+    runs/ folder's name holds the time), so every later `cfg.output_dir()` agrees.
     """
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(config_cls, prog)
-    given = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    given = vars(parser.parse_args(argv))
+    repeated = _repeated_flags(argv)
+    if repeated:
+        parser.error(f"{repeated[0]} given more than once (contradictory or redundant)")
     cfg = config_cls()
     if given.get("quick", False):
         cfg = dataclasses.replace(cfg, quick=True, **cfg.quick_overrides())
@@ -357,6 +525,12 @@ def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = No
         cfg.validate()
     except ConfigError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
+    if not cfg.out_dir and not cfg.is_full_default():
+        cfg = dataclasses.replace(cfg, out_dir=str(cfg.output_dir()))
+    if cfg.dry_run:
+        kind = " (the committed findings)" if cfg.output_dir() == REPO_ROOT / cfg.experiment_folder else ""
+        print(f"{parser.prog}: config valid; output folder{kind}: {cfg.output_dir()}")
+        sys.exit(0)
     return cfg
 
 

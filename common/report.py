@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from common.config import CONFIGS, REPO_ROOT
-from common.runs import PRESENTATION_FIELDS, to_jsonable
+from common.config import CONFIGS, REPO_ROOT, fields_with_role
+from common.runs import to_jsonable
 
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
 EXPERIMENTS = [  # (folder, title, config class)
@@ -44,7 +44,7 @@ def _cell(text) -> str:
 
 def command_flags(config: dict, config_cls) -> list[str] | None:
     """The flags that turn `config_cls`'s defaults (or its --quick preset) into `config`, presentation
-    fields left out; None when `config` has fields the class no longer has (written by older code)."""
+    fields (role "run") left out; None when `config` has fields the class no longer has (written by older code)."""
     defaults = config_cls()
     flags = []
     if config.get("quick"):
@@ -54,7 +54,7 @@ def command_flags(config: dict, config_cls) -> list[str] | None:
     if set(config) - set(base):
         return None
     for name, value in config.items():
-        if name in PRESENTATION_FIELDS or name == "quick" or base[name] == value:
+        if name in fields_with_role(config_cls, "run") or name == "quick" or base[name] == value:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

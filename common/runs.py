@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -13,8 +14,8 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,38 @@ import torch
 from tqdm import tqdm
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a fresh torch.Generator seeded with `seed`."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators from the seed's "global" stream (used by
+    module initializers that take no generator; everything else draws from its own named stream,
+    `numpy_rng` / `torch_generator`)."""
+    state = int(seed_stream(seed, "global").generate_state(1, np.uint64)[0]) & (2**63 - 1)
+    random.seed(state)
+    np.random.seed(state % 2**32)
+    torch.manual_seed(state)
+
+
+_PURPOSES: dict[int, str] = {}  # stream key -> purpose name, to refuse two names that hash alike
+
+
+def seed_stream(seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
+    """The random stream of one purpose ("data", "init", ...) of a seed, optionally sub-keyed by ints
+    (a layer, a horizon): `SeedSequence(seed, spawn_key=(purpose, *keys))`. Two different purposes or
+    keys never share a stream, whatever the seeds (unlike `offset + seed` arithmetic)."""
+    key = zlib.crc32(purpose.encode())
+    if _PURPOSES.setdefault(key, purpose) != purpose:
+        raise ValueError(f"stream names {purpose!r} and {_PURPOSES[key]!r} collide; rename one")
+    return np.random.SeedSequence(seed, spawn_key=(key, *(int(k) for k in keys)))
+
+
+def numpy_rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:
+    """A numpy Generator on the named stream (see `seed_stream`)."""
+    return np.random.default_rng(seed_stream(seed, purpose, *keys))
+
+
+def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A torch Generator on the named stream (see `seed_stream`)."""
+    state = int(seed_stream(seed, purpose, *keys).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+    return torch.Generator(device).manual_seed(state)
 
 
 def setup_torch(cfg) -> torch.device:
@@ -105,24 +132,43 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+CHECKPOINT_MAGIC = b"HELM-CHECKPOINT-1\n"
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Atomically `torch.save` a dict (model state, config, metrics...)."""
+    """Atomically write a dict (model state, unit config, metrics...) as `torch.save` bytes behind a
+    header holding their SHA-256, so that `read_checkpoint` can refuse a corrupted file."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    body = buffer.getvalue()
+    atomic_write_bytes(path, CHECKPOINT_MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def read_checkpoint(path: Path) -> dict | None:
+    """The payload saved at `path`, or None when there is none or it fails its checksum (then one
+    line on stderr names the file; the caller retrains the unit and overwrites it)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    raw = path.read_bytes()
+    head, digest_end = len(CHECKPOINT_MAGIC), len(CHECKPOINT_MAGIC) + 65
+    body = raw[digest_end:]
+    if raw[:head] != CHECKPOINT_MAGIC or raw[head:digest_end - 1].decode(errors="replace") != \
+            hashlib.sha256(body).hexdigest():
+        print(f"checkpoint {path} fails its checksum (corrupted or from older code): not used, retraining",
+              file=sys.stderr)
+        return None
+    return torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
 
 
 def load_checkpoint_if_matches(path: Path, unit_config: dict) -> dict | None:
-    """The checkpoint at `path` if it exists and was made with `unit_config`, else None.
+    """The checkpoint at `path` if it exists, is intact and was made with `unit_config`, else None.
 
     This is how runs resume: a finished unit (variant x seed ...) is skipped when its checkpoint
-    exists and its stored config equals the one the current run would use.
+    exists and its stored identity equals the one the current run would use.
     """
-    path = Path(path)
-    if not path.exists():
-        return None
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    return payload if payload.get("unit_config") == to_jsonable(unit_config) else None
+    payload = read_checkpoint(path)
+    return payload if payload is not None and payload.get("unit_config") == to_jsonable(unit_config) else None
 
 
 def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> list[dict]:
@@ -146,59 +192,40 @@ def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> l
 
 
 # ----------------------------------------------------------------------------------------------
-# output policy
-
-# Fields that change how a run is shown or where it runs, never what it computes: a saved run that
-# differs from the new one only in these is the same run (resume, nothing is moved aside).
-PRESENTATION_FIELDS = ("quiet", "strict", "num_threads", "device", "out_dir", "jobs")
+# outputs
 
 
-def config_differences(saved: dict, new: dict, ignore=PRESENTATION_FIELDS) -> list[str]:
-    """Names of the fields (sorted) whose values differ between two configs as dicts, `ignore`d
-    fields left out; a field present in only one of them counts as different."""
-    saved, new = to_jsonable(saved), to_jsonable(new)
-    names = (set(saved) | set(new)) - set(ignore)
-    return sorted(n for n in names if n not in saved or n not in new or saved[n] != new[n])
+class StagedOutputs:
+    """A run's findings (plots/, results/) written to `<out>/.staging/` and moved into place together.
 
-
-def prepare_output_dir(cfg) -> Path | None:
-    """Call before any work: never let this run silently overwrite the results of another config.
-
-    When `<out_dir>/results/config.json` exists and differs from `cfg` in a field other than
-    PRESENTATION_FIELDS, the old `plots/` and `results/` are moved to
-    `<out_dir>/previous/<UTC timestamp>/` (one printed line says so) and their new location is
-    returned. Same config (or no saved config): nothing moves and None is returned, so checkpoints
-    and outputs are resumed/overwritten by an identical run. Checkpoints never move: each carries
-    its own unit config and is only reused when that matches.
+    `publish()` renames every staged file over its final path at the end of the run, so an
+    interrupted run leaves the previous findings as they were, and a finished one replaces every file
+    it writes; files it does not write (another script's sweep, say) are left alone.
     """
-    out = cfg.output_dir()
-    saved_path = out / "results" / "config.json"
-    if not saved_path.is_file():
-        return None
-    try:
-        saved = read_json(saved_path)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        saved = {}  # unreadable: it cannot be shown to match, so keep it (moved aside)
-    if not isinstance(saved, dict):
-        saved = {}
-    changed = config_differences(saved, dataclasses.asdict(cfg))
-    if not changed:
-        return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    dest = out / "previous" / stamp
-    suffix = 1
-    while dest.exists():  # two moves within one second
-        dest, suffix = out / "previous" / f"{stamp}-{suffix}", suffix + 1
-    dest.mkdir(parents=True)
-    # plots first, results (holding config.json, the marker) last: a crash in between leaves the
-    # old config.json in place, so the next run moves the rest too and nothing is overwritten
-    moved = [name for name in ("plots", "results") if (out / name).exists()]
-    for name in moved:
-        shutil.move(str(out / name), str(dest / name))
-    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    print(f"output policy: {out} held results of a different config ({shown} differ); "
-          f"moved its {' and '.join(moved)} to {dest}")
-    return dest
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.staging = self.out / ".staging"
+        shutil.rmtree(self.staging, ignore_errors=True)  # a crashed run's leftovers
+
+    @property
+    def plots(self) -> Path:
+        return self.staging / "plots"
+
+    @property
+    def results(self) -> Path:
+        return self.staging / "results"
+
+    def publish(self) -> list[Path]:
+        """Move every staged file to its final place; returns the final paths."""
+        final = []
+        for path in sorted(p for p in self.staging.rglob("*") if p.is_file()):
+            dest = self.out / path.relative_to(self.staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+            final.append(dest)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return final
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,10 +272,9 @@ class Timer:
         return time.perf_counter() - self.start
 
 
-def write_results(cfg, experiment: str, metrics: dict, criteria: list[Criterion],
+def write_results(cfg, results_dir: Path, experiment: str, metrics: dict, criteria: list[Criterion],
                   runtime_seconds: float, device: torch.device) -> Path:
-    """Write `results/config.json` and `results/metrics.json` with the keys every experiment has."""
-    results_dir = cfg.output_dir() / "results"
+    """Write `config.json` and `metrics.json` (the keys every experiment has) into `results_dir`."""
     config = dataclasses.asdict(cfg)
     write_json(results_dir / "config.json", config)
     payload = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -81,3 +82,25 @@ def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(path: Path, panels: dict[str, dict[str, np.ndarray]], ylabel: str = "training loss") -> Path:
+    """One panel per title in `panels`; in each, per name a (models, steps) array of per-step losses:
+    thin lines per model (seed), a thick median, log scale when every value is positive."""
+    fig, axes = new_figure(ncols=len(panels), width=4.6, height=3.6)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        positive = True
+        for name, curve in curves.items():
+            curve = np.atleast_2d(np.asarray(curve, dtype=float))
+            steps = np.arange(1, curve.shape[1] + 1)
+            for row in curve:
+                ax.plot(steps, row, color=color(name), lw=0.5, alpha=0.35)
+            with np.errstate(all="ignore"), warnings.catch_warnings():  # a diverged model's NaNs
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ax.plot(steps, np.nanmedian(curve, axis=0), color=color(name), lw=1.4, label=name)
+            positive &= bool(np.nanmin(curve) > 0) if np.isfinite(curve).any() else False
+        if positive:
+            ax.set_yscale("log")
+        ax.set_title(title), ax.set_xlabel("optimizer step"), ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    return save(fig, path)

@@ -6,7 +6,9 @@ Array layout (saved to results/exp1_arrays.npz, one group per name in true/flat/
       state and horizon T in cfg.horizons (NaN for a diverged seed);
   rmse_1step, rmse_10step (S, H): test RMSE (normalized units) of the model used at horizon T;
   plan_iters (S, P, B): Adam iterations to reach the target (budget = unsolved), T in planning_horizons;
-  diverged (S,) bool.
+  diverged (S,) bool;
+  loss_curves (S, M, train_steps): per-step training loss of each seed's M models (M = 1 in the
+      short protocol, one per horizon in the per-horizon one); not present for `true`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from common import viz_utils
 from common.jacobian_utils import rollout_log_norms
-from common.runs import criterion
+from common.runs import criterion, torch_generator
 from exp1_spectral_cliff.models import EnsembleStepModel, rollout
 
 NAMES = ("true", "flat", "spectral", "hf", "helm")
@@ -31,7 +33,7 @@ NAMES = ("true", "flat", "spectral", "hf", "helm")
 
 def eval_inputs(cfg, data, seed: int, horizon: int):
     """Test initial states on the attractor and random actions. -> s0 (B, 3), actions (B, T, 3)."""
-    gen = torch.Generator().manual_seed(40_000 + seed)
+    gen = torch_generator(seed, "exp1-eval-actions")
     s0 = data.test_states[:cfg.num_eval_states, 0]
     actions = 2 * torch.rand(cfg.num_eval_states, horizon, 3, generator=gen) - 1
     return s0, actions
@@ -56,27 +58,28 @@ def true_log_norms(cfg, datasets: dict) -> dict:
 def model_log_norms(cfg, model: EnsembleStepModel, datasets: dict, seeds: list[int], horizon: int):
     """Log-norms of an ensemble (one member per seed) for horizons 1..horizon. -> 2 x (E, B, horizon)."""
     inputs = [eval_inputs(cfg, datasets[s], s, max(cfg.horizons)) for s in seeds]
-    s0 = torch.cat([i[0] for i in inputs])
-    actions = torch.cat([i[1][:, :horizon] for i in inputs])
+    s0 = torch.cat([i[0] for i in inputs]).to(model.device)
+    actions = torch.cat([i[1][:, :horizon] for i in inputs]).to(model.device)
     res = rollout_log_norms(model.flat_step, s0, actions)
     E = len(seeds)
-    return res["log_action"].reshape(E, -1, horizon).numpy(), res["log_state"].reshape(E, -1, horizon).numpy()
+    return (res["log_action"].reshape(E, -1, horizon).cpu().numpy(),
+            res["log_state"].reshape(E, -1, horizon).cpu().numpy())
 
 
 @torch.no_grad()
 def model_rmse(model: EnsembleStepModel, datasets: dict, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """1-step (teacher-forced, every test transition) and 10-step open-loop RMSE per member. -> 2 x (E,)."""
-    states = torch.stack([datasets[s].test_states for s in seeds])  # (E, N, L+1, 3)
-    actions = torch.stack([datasets[s].test_actions for s in seeds])
+    states = torch.stack([datasets[s].test_states for s in seeds]).to(model.device)  # (E, N, L+1, 3)
+    actions = torch.stack([datasets[s].test_actions for s in seeds]).to(model.device)
     E, N, L = actions.shape[:3]
     pred = model(states[:, :, :-1].reshape(E, -1, 3), actions.reshape(E, -1, 3))
     rmse1 = (pred - states[:, :, 1:].reshape(E, -1, 3)).pow(2).mean(dim=(1, 2)).sqrt()
-    starts = torch.arange(0, L - 9, 10)
+    starts = torch.arange(0, L - 9, 10, device=model.device)
     s0 = states[:, :, starts].reshape(E, -1, 3)
     windows = actions[:, :, starts[:, None] + torch.arange(10)].reshape(E, -1, 10, 3)
     final = rollout(model, s0, windows)[:, :, -1]
     rmse10 = (final - states[:, :, starts + 10].reshape(E, -1, 3)).pow(2).mean(dim=(1, 2)).sqrt()
-    return rmse1.numpy(), rmse10.numpy()
+    return rmse1.cpu().numpy(), rmse10.cpu().numpy()
 
 
 def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: list[int], horizon: int) -> np.ndarray:
@@ -87,14 +90,15 @@ def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: li
     cfg.planning_max_iters when never solved.
     """
     E, B = len(seeds), cfg.num_eval_states
-    s0 = torch.stack([datasets[s].test_states[:B, 0] for s in seeds])
-    gens = [torch.Generator().manual_seed(50_000 + 1_000 * s + horizon) for s in seeds]
-    target_actions = torch.stack([2 * torch.rand(B, horizon, 3, generator=g) - 1 for g in gens])
+    device = model.device
+    s0 = torch.stack([datasets[s].test_states[:B, 0] for s in seeds]).to(device)
+    gens = [torch_generator(s, "exp1-plan-targets", horizon) for s in seeds]
+    target_actions = torch.stack([2 * torch.rand(B, horizon, 3, generator=g) - 1 for g in gens]).to(device)
     with torch.no_grad():
         target = rollout(model, s0, target_actions)[:, :, -1]
-    actions = torch.zeros(E, B, horizon, 3, requires_grad=True)
+    actions = torch.zeros(E, B, horizon, 3, device=device, requires_grad=True)
     opt = torch.optim.Adam([actions], lr=cfg.planning_lr)
-    solved_at = torch.full((E, B), cfg.planning_max_iters)
+    solved_at = torch.full((E, B), cfg.planning_max_iters, device=device)
     for it in range(cfg.planning_max_iters):
         s = s0
         for t in range(horizon):
@@ -110,7 +114,7 @@ def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: li
         opt.step()
         with torch.no_grad():
             actions.clamp_(-1.0, 1.0)
-    return solved_at.numpy().astype(float)
+    return solved_at.cpu().numpy().astype(float)
 
 
 def analyze_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: dict) -> dict:
@@ -151,7 +155,7 @@ def analyze_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
 def save_arrays(path: Path, cfg, arrays: dict) -> None:
     flat = {f"{name}/{k}": v for name, group in arrays.items() for k, v in group.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, horizons=np.asarray(cfg.horizons), planning_horizons=np.asarray(cfg.planning_horizons), **flat)
+    np.savez_compressed(path, horizons=np.asarray(cfg.horizons), planning_horizons=np.asarray(cfg.planning_horizons), **flat)
 
 
 def load_arrays(path: Path) -> dict:
@@ -327,8 +331,16 @@ def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
     return viz_utils.save(fig, path)
 
 
+def plot_training_curves(cfg, arrays: dict, path: Path) -> Path:
+    """Per-step training loss (MSE + the variant's penalties) of every variant and seed; in the
+    per-horizon protocol, of the model trained for the longest T."""
+    curves = {name: a["loss_curves"][:, -1] for name, a in arrays.items() if "loss_curves" in a}
+    return viz_utils.plot_training_curves(path, {f"world models ({cfg.train_protocol} protocol)": curves})
+
+
 def make_plots(cfg, arrays: dict, plot_dir: Path) -> list[Path]:
     with warnings.catch_warnings():  # a diverged variant is all-NaN: plotted as a gap, no warning
         warnings.simplefilter("ignore", RuntimeWarning)
         return [plot_spectral_cliff(cfg, arrays, plot_dir / "exp1_spectral_cliff.png"),
-                plot_convergence(cfg, arrays, plot_dir / "exp1_convergence_rate.png")]
+                plot_convergence(cfg, arrays, plot_dir / "exp1_convergence_rate.png"),
+                plot_training_curves(cfg, arrays, plot_dir / "exp1_training_curves.png")]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from common.runs import torch_generator
+
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
 
 
@@ -107,7 +109,7 @@ def simulate(system: LorenzSystem, s0: torch.Tensor, actions: torch.Tensor) -> t
 
 def make_dataset(cfg, seed: int) -> LorenzData:
     """Train/test trajectories of the controlled system for one seed (random actions, uniform)."""
-    gen = torch.Generator().manual_seed(10_000 + seed)
+    gen = torch_generator(seed, "exp1-data")
     system = LorenzSystem.from_config(cfg)
     n = cfg.num_train_trajectories + cfg.num_test_trajectories
     zero = torch.zeros(3, dtype=torch.float64)

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from common.runs import torch_generator
+
 STATE_DIM = ACTION_DIM = 3
 
 
@@ -35,6 +37,10 @@ class EnsembleStepModel(nn.Module):
         self.weights, self.biases = nn.ParameterList(weights), nn.ParameterList(biases)
 
     @property
+    def device(self) -> torch.device:
+        return self.weights[0].device
+
+    @property
     def num_members(self) -> int:
         return self.weights[0].shape[0]
 
@@ -55,13 +61,13 @@ class EnsembleStepModel(nn.Module):
 
     def member_state(self, e: int) -> dict:
         """State dict of member e alone (a 1-member ensemble)."""
-        return {k: v[e:e + 1].detach().clone() for k, v in self.state_dict().items()}
+        return {k: v[e:e + 1].detach().cpu().clone() for k, v in self.state_dict().items()}
 
     @classmethod
     def from_member_states(cls, states: list[dict], hidden_dim: int, num_layers: int) -> "EnsembleStepModel":
         """Stack saved 1-member states into one ensemble (for batched analysis)."""
         model = cls([0] * len(states), hidden_dim, num_layers)
-        model.load_state_dict({k: torch.cat([s[k] for s in states]) for k in states[0]})
+        model.load_state_dict({k: torch.cat([s[k].cpu() for s in states]) for k in states[0]})
         return model
 
     def is_finite(self) -> torch.Tensor:
@@ -71,7 +77,7 @@ class EnsembleStepModel(nn.Module):
 
 
 def _uniform(shape, bound: float, seed: int, layer: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1_000 * seed + layer)
+    gen = torch_generator(seed, "exp1-init", layer)
     return (2 * torch.rand(shape, generator=gen) - 1) * bound
 
 

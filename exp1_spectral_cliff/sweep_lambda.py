@@ -1,6 +1,7 @@
 """lambda_spectral sweep on the TUNING seed: the norm/accuracy trade-off that sets the default.
 
-    python sweep_lambda.py            # writes results/sweep.json and plots/exp1_tradeoff.png
+    python sweep_lambda.py    # writes results/sweep.json and plots/exp1_tradeoff.png
+                              # (run_experiment.py --plots-only redraws that figure too)
 
 One ensemble, trained together: a Flat reference plus the HELM variant (spectral hinge + HF
 invariance at cfg.lambda_hf) at every lambda in cfg.lambda_sweep; all members share the tuning
@@ -18,7 +19,7 @@ import numpy as np
 
 from common import viz_utils
 from common.config import Exp1Config, parse
-from common.runs import (Timer, load_checkpoint_if_matches, read_json, save_checkpoint, setup_torch, to_jsonable,
+from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.dataset import make_dataset
@@ -26,7 +27,7 @@ from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.train_helm import train_members, unit_config
 
 
-def train_sweep(cfg, data, ckpt_path):
+def train_sweep(cfg, data, ckpt_path, device):
     """Train (or resume) the sweep ensemble: member 0 = Flat, member 1+i = HELM at lambda_sweep[i]."""
     seed, n = cfg.tuning_seed, len(cfg.lambda_sweep) + 1
     key = {**unit_config(cfg, "helm", seed, cfg.train_rollout_steps), "lambda_sweep": cfg.lambda_sweep}
@@ -34,11 +35,13 @@ def train_sweep(cfg, data, ckpt_path):
     if found is not None:
         model = EnsembleStepModel([0] * n, cfg.hidden_dim, cfg.num_layers)
         model.load_state_dict(found["state"])
-        return model, found["diverged"]
+        return model.to(device), found["diverged"]
     model, info = train_members(cfg, [data] * n, [seed] * n, [0.0] + list(cfg.lambda_sweep),
-                                [0.0] + [cfg.lambda_hf] * (n - 1), cfg.train_rollout_steps, desc="sweep")
+                                [0.0] + [cfg.lambda_hf] * (n - 1), cfg.train_rollout_steps, desc="sweep", device=device)
     diverged = [bool(d) for d in info["diverged"]]
-    save_checkpoint(ckpt_path, {"unit_config": to_jsonable(key), "state": model.state_dict(), "diverged": diverged})
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    save_checkpoint(ckpt_path, {"unit_config": to_jsonable(key), "state": state, "diverged": diverged,
+                                "loss_curve": info["loss_curve"]})
     return model, diverged
 
 
@@ -105,16 +108,13 @@ def plot_tradeoff(cfg, m: dict, chosen: float | None, path):
 
 def main(argv=None) -> int:
     cfg = parse(Exp1Config, argv, prog="exp1_spectral_cliff/sweep_lambda.py")
-    cfg = dataclasses.replace(cfg, seeds=[cfg.tuning_seed])  # never a reported seed
-    timer, _ = Timer(), setup_torch(cfg)
-    out = cfg.output_dir()
-    if cfg.plots_only:  # rebuild the figure from the saved sweep
-        saved = read_json(out / "results" / "sweep.json")
-        cfg = dataclasses.replace(Exp1Config(**saved["config"]), out_dir=cfg.out_dir)
-        print(f"wrote {plot_tradeoff(cfg, _as_arrays(saved), saved['chosen_lambda_spectral'], out / 'plots' / 'exp1_tradeoff.png')}")
-        return 0
+    staged = StagedOutputs(cfg.output_dir())
+    # the tuning seed only, never a reported one; the output folder stays the one of the parsed config
+    cfg = dataclasses.replace(cfg, seeds=[cfg.tuning_seed], out_dir=str(cfg.output_dir()))
+    timer, device = Timer(), setup_torch(cfg)
     data = make_dataset(cfg, cfg.tuning_seed)
-    model, diverged = train_sweep(cfg, data, out / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt")
+    model, diverged = train_sweep(cfg, data, cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt",
+                                  device)
     m = measure(cfg, model, data)
     chosen, checks = choose_lambda(cfg, m)
     result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons,
@@ -122,13 +122,21 @@ def main(argv=None) -> int:
               "helm": {k: v[1:] for k, v in m.items()}, "diverged": {"flat": diverged[0], "helm": diverged[1:]},
               "checks": checks, "chosen_lambda_spectral": chosen, "runtime_seconds": timer.seconds(),
               "config": dataclasses.asdict(cfg)}
-    write_json(out / "results" / "sweep.json", result)
-    plot = plot_tradeoff(cfg, m, chosen, out / "plots" / "exp1_tradeoff.png")
+    write_json(staged.results / "sweep.json", result)
+    plot_tradeoff(cfg, m, chosen, staged.plots / "exp1_tradeoff.png")
     for lam, c, a, r in zip(cfg.lambda_sweep, checks, m["norm_action"][1:], m["rmse_1step"][1:]):
         print(f"lambda {lam:<8g} ||ds/da||_F per T {np.array2string(a, precision=3)}  rmse1 {r:.4g}  meets rule: {c['all']}")
     print(f"flat            ||ds/da||_F per T {np.array2string(m['norm_action'][0], precision=3)}  rmse1 {m['rmse_1step'][0]:.4g}")
-    print(f"chosen lambda_spectral: {chosen}\nruntime_seconds: {timer.seconds():.1f}\nwrote {plot}\nwrote {out / 'results' / 'sweep.json'}")
+    print(f"chosen lambda_spectral: {chosen}\nruntime_seconds: {timer.seconds():.1f}")
+    for path in staged.publish():
+        print(f"wrote {path}")
     return 0
+
+
+def plot_saved_sweep(saved: dict, plot_dir) -> None:
+    """Redraw the trade-off figure from a saved sweep.json (used by run_experiment.py --plots-only)."""
+    cfg = Exp1Config(**{k: v for k, v in saved["config"].items() if k in Exp1Config.__dataclass_fields__})
+    plot_tradeoff(cfg, _as_arrays(saved), saved["chosen_lambda_spectral"], plot_dir / "exp1_tradeoff.png")
 
 
 def _as_arrays(saved: dict) -> dict:
@@ -137,6 +145,7 @@ def _as_arrays(saved: dict) -> dict:
                                np.asarray(saved["helm"][k], dtype=float)]) if k.startswith("rmse")
             else np.vstack([np.asarray(saved["flat"][k], dtype=float)[None], np.asarray(saved["helm"][k], dtype=float)])
             for k in saved["flat"]}
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from common.runs import progress
+from common.runs import progress, torch_generator
 from exp1_spectral_cliff.models import EnsembleStepModel
 
 # penalty(model, s_ExNx3, a_ExNx3) -> (E,): a regularizer at the visited (state, action) inputs
@@ -25,10 +25,11 @@ def sample_windows(states: torch.Tensor, actions: torch.Tensor, rollout_steps: i
     s (E, B, K+1, 3), a (E, B, K, 3) with K = rollout_steps.
     """
     E, N, L = actions.shape[:3]
-    traj = torch.stack([torch.randint(N, (batch_size,), generator=g) for g in generators])
+    traj = torch.stack([torch.randint(N, (batch_size,), generator=g) for g in generators]).to(states.device)
     start = torch.stack([torch.randint(L - rollout_steps + 1, (batch_size,), generator=g) for g in generators])
-    member = torch.arange(E)[:, None, None]
-    t = start[..., None] + torch.arange(rollout_steps + 1)
+    start = start.to(states.device)
+    member = torch.arange(E, device=states.device)[:, None, None]
+    t = start[..., None] + torch.arange(rollout_steps + 1, device=states.device)
     return states[member, traj[..., None], t], actions[member, traj[..., None], t[..., :-1]]
 
 
@@ -55,11 +56,12 @@ def train_ensemble(model: EnsembleStepModel, states: torch.Tensor, actions: torc
     """Adam (cosine-decayed lr) on sum_e (mse_e + penalty_e); members are independent.
 
     states/actions: (E, N, L+1, 3) / (E, N, L, 3) normalized training trajectories.
-    Returns {"final_loss": (E,) mean training loss of the last 50 steps, "diverged": (E,) bool}.
+    Returns {"final_loss": (E,) mean training loss of the last 50 steps, "diverged": (E,) bool,
+    "loss_curve": (E, train_steps) the loss of every step} (on the CPU).
     A member diverged when that loss is NaN/Inf or above cfg.divergence_threshold, or a weight is
     not finite; training continues for the others (members never interact).
     """
-    generators = [torch.Generator().manual_seed(20_000 + s) for s in sample_seeds]
+    generators = [torch_generator(s, "exp1-batches") for s in sample_seeds]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # cosine decay to 0, the same schedule for every variant (see README: tuning-seed effect)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train_steps)
@@ -73,6 +75,7 @@ def train_ensemble(model: EnsembleStepModel, states: torch.Tensor, actions: torc
         opt.step()
         schedule.step()
         history.append(loss.detach())
-    final = torch.stack(history[-50:]).mean(dim=0)
-    diverged = ~torch.isfinite(final) | (final > cfg.divergence_threshold) | ~model.is_finite()
-    return {"final_loss": final, "diverged": diverged}
+    curve = torch.stack(history, dim=1).cpu()
+    final = curve[:, -50:].mean(dim=1)
+    diverged = ~torch.isfinite(final) | (final > cfg.divergence_threshold) | ~model.is_finite().cpu()
+    return {"final_loss": final, "diverged": diverged, "loss_curve": curve}

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common.jacobian_utils import batch_jacobian
-from common.runs import Timer, load_or_train_batch, to_jsonable
+from common.config import identity
+from common.runs import Timer, load_or_train_batch, to_jsonable, torch_generator
 from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.train_flat import train_ensemble
 
@@ -45,18 +47,20 @@ def hf_invariance(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor, si
                   generators: list[torch.Generator]) -> torch.Tensor:
     """E_delta ||F(x + delta) - F(x)||^2 with one delta per input, per member. s, a (E, N, 3) -> (E,)."""
     s, a = s.detach(), a.detach()
-    noise = sigma * torch.stack([torch.randn(s.shape[1], 6, generator=g) for g in generators])
+    noise = sigma * torch.stack([torch.randn(s.shape[1], 6, generator=g) for g in generators]).to(s.device)
     out = model(s, a)
     noisy = model(s + noise[..., :3], a + noise[..., 3:])
     return (noisy - out).pow(2).sum(dim=-1).mean(dim=1)
 
 
-def make_penalty(lambda_spectral: torch.Tensor, lambda_hf: torch.Tensor, sigma: float, noise_seeds: list[int]):
+def make_penalty(lambda_spectral: torch.Tensor, lambda_hf: torch.Tensor, sigma: float, noise_seeds: list[int],
+                 device: torch.device):
     """The HELM penalty with per-member weights (E,); terms whose weights are all 0 are skipped."""
-    generators = [torch.Generator().manual_seed(30_000 + s) for s in noise_seeds]
+    generators = [torch_generator(s, "exp1-hf-noise") for s in noise_seeds]
+    lambda_spectral, lambda_hf = lambda_spectral.to(device), lambda_hf.to(device)
 
     def penalty(model, s, a):
-        total = torch.zeros(s.shape[0])
+        total = torch.zeros(s.shape[0], device=s.device)
         if bool((lambda_spectral > 0).any()):
             total = total + lambda_spectral * spectral_hinge(model, s, a)
         if bool((lambda_hf > 0).any()):
@@ -73,27 +77,26 @@ def variant_lambdas(cfg, variant: str) -> tuple[float, float]:
 
 
 def train_members(cfg, datasets: list, seeds: list[int], lambdas_spectral: list[float], lambdas_hf: list[float],
-                  rollout_steps: int, desc: str) -> tuple[EnsembleStepModel, dict]:
-    """Train one member per (dataset, seed, lambda pair) as one ensemble. Returns model, diagnostics."""
-    model = EnsembleStepModel(seeds, cfg.hidden_dim, cfg.num_layers)
-    states = torch.stack([d.train_states for d in datasets])
-    actions = torch.stack([d.train_actions for d in datasets])
+                  rollout_steps: int, desc: str, device: torch.device) -> tuple[EnsembleStepModel, dict]:
+    """Train one member per (dataset, seed, lambda pair) as one ensemble on `device`. Returns model,
+    diagnostics."""
+    model = EnsembleStepModel(seeds, cfg.hidden_dim, cfg.num_layers).to(device)
+    states = torch.stack([d.train_states for d in datasets]).to(device)
+    actions = torch.stack([d.train_actions for d in datasets]).to(device)
     lam_s, lam_h = torch.tensor(lambdas_spectral), torch.tensor(lambdas_hf)
     penalty = None
     if bool((lam_s > 0).any() or (lam_h > 0).any()):
-        penalty = make_penalty(lam_s, lam_h, cfg.hf_noise_sigma, seeds)
+        penalty = make_penalty(lam_s, lam_h, cfg.hf_noise_sigma, seeds, device)
     info = train_ensemble(model, states, actions, cfg, rollout_steps, seeds, penalty, desc)
     return model, info
 
 
 def unit_config(cfg, variant: str, seed: int, rollout_steps: int) -> dict:
-    """Everything that determines one trained model (the resume key)."""
-    fields = ["dt", "dt_model", "control_scale", "burn_in_time", "num_train_trajectories", "num_test_trajectories",
-              "trajectory_steps", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr",
-              "hf_noise_sigma", "divergence_threshold"]
+    """Everything that determines one trained model (the resume key): every config field declared
+    with role "model", and the unit's variant, seed, rollout length and effective lambdas."""
     lam_s, lam_h = variant_lambdas(cfg, variant)
-    return to_jsonable({**{f: getattr(cfg, f) for f in fields}, "variant": variant, "seed": seed,
-                        "rollout_steps": rollout_steps, "lambda_spectral": lam_s, "lambda_hf": lam_h})
+    return to_jsonable({**identity(cfg, "model"), "variant": variant, "seed": seed, "rollout_steps": rollout_steps,
+                        "effective_lambda_spectral": lam_s, "effective_lambda_hf": lam_h})
 
 
 def checkpoint_path(ckpt_dir: Path, variant: str, seed: int, horizon: int | None) -> Path:
@@ -102,12 +105,14 @@ def checkpoint_path(ckpt_dir: Path, variant: str, seed: int, horizon: int | None
     return ckpt_dir / name
 
 
-def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, horizon: int | None = None) -> dict:
+def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: torch.device,
+                  horizon: int | None = None) -> dict:
     """Train (or resume) one variant for every seed; return {seed: checkpoint payload}.
 
     horizon=None: the short protocol (cfg.train_rollout_steps-step loss); horizon=T: the seed's
     per-horizon protocol (T-step rollout loss; MSE and penalties averaged over the T steps).
-    Payload: {"unit_config", "state" (1-member state dict), "final_loss", "diverged", "train_seconds"}.
+    Payload: {"unit_config", "state" (1-member state dict), "final_loss", "diverged", "train_seconds",
+    "loss_curve" (train_steps,)}.
     """
     rollout_steps = cfg.train_rollout_steps if horizon is None else horizon
     seeds = list(cfg.seeds)
@@ -117,39 +122,43 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, horizon: in
         label = variant if horizon is None else f"{variant} T={horizon}"
         timer = Timer()
         model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [lam_s] * len(seeds),
-                                    [lam_h] * len(seeds), rollout_steps, desc=f"train {label}")
+                                    [lam_h] * len(seeds), rollout_steps, desc=f"train {label}", device=device)
         seconds = timer.seconds() / len(seeds)
         return [{"state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
-                 "diverged": bool(info["diverged"][e]), "train_seconds": seconds} for e in range(len(seeds))]
+                 "diverged": bool(info["diverged"][e]), "train_seconds": seconds,
+                 "loss_curve": info["loss_curve"][e]} for e in range(len(seeds))]
 
     payloads = load_or_train_batch([checkpoint_path(ckpt_dir, variant, s, horizon) for s in seeds],
                                    [unit_config(cfg, variant, s, rollout_steps) for s in seeds], train)
     return dict(zip(seeds, payloads))
 
 
-def load_ensemble(cfg, payloads: dict) -> tuple[EnsembleStepModel, list[int]]:
-    """Stack the given seeds' saved models (seed -> payload) into one frozen ensemble."""
-    seeds = list(payloads)
-    model = EnsembleStepModel.from_member_states([payloads[s]["state"] for s in seeds], cfg.hidden_dim, cfg.num_layers)
-    return model.requires_grad_(False), seeds
+def load_ensemble(cfg, payloads: dict, device: torch.device) -> EnsembleStepModel:
+    """Stack the given seeds' saved models (seed -> payload) into one frozen ensemble on `device`."""
+    states = [payloads[s]["state"] for s in payloads]
+    model = EnsembleStepModel.from_member_states(states, cfg.hidden_dim, cfg.num_layers)
+    return model.to(device).requires_grad_(False)
 
 
-def train_and_load(cfg, variant: str, datasets: dict, ckpt_dir: Path) -> tuple[dict, list[int], dict]:
-    """Train/resume a variant under cfg.train_protocol; returns (T -> ensemble, usable seeds, info).
+def train_and_load(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: torch.device
+                   ) -> tuple[dict, list[int], dict, np.ndarray]:
+    """Train/resume a variant under cfg.train_protocol; returns (T -> ensemble, usable seeds, info,
+    loss curves (S, models per seed, train_steps)).
 
     short: one model per seed serves every horizon. per_horizon: one model per (T, seed); a seed
     is usable when none of its T-models diverged. info[seed] (per T for per_horizon) holds
     final_loss, diverged, train_seconds.
     """
     horizons = [None] if cfg.train_protocol == "short" else list(cfg.horizons)
-    runs = {T: train_variant(cfg, variant, datasets, ckpt_dir, T) for T in horizons}
+    runs = {T: train_variant(cfg, variant, datasets, ckpt_dir, device, T) for T in horizons}
+    curves = np.stack([[np.asarray(runs[T][s]["loss_curve"]) for T in horizons] for s in cfg.seeds])
     seeds = [s for s in cfg.seeds if not any(runs[T][s]["diverged"] for T in horizons)]
     keys = ("final_loss", "diverged", "train_seconds")
     info = {f"seed{s}" if T is None else f"T{T}_seed{s}": {k: runs[T][s][k] for k in keys}
             for T in horizons for s in cfg.seeds}
     if not seeds:
-        return {}, [], info
-    models = {T: load_ensemble(cfg, {s: runs[T][s] for s in seeds})[0] for T in horizons}
+        return {}, [], info, curves
+    models = {T: load_ensemble(cfg, {s: runs[T][s] for s in seeds}, device) for T in horizons}
     if horizons == [None]:  # one model serves every analysed horizon
         models = {T: models[None] for T in list(cfg.horizons) + list(cfg.planning_horizons)}
-    return models, seeds, info
+    return models, seeds, info, curves

@@ -1,7 +1,7 @@
 """The energy MLP E_theta: R^2 -> R, the same architecture for Flat and HELM.
 
 Input encoding: random Fourier features [sin(x B), cos(x B)], B ~ N(0, fourier_scale^2), so the
-network can represent the ripples (a plain MLP cannot: spectral bias; see DESIGN.md). Then
+network can represent the ripples (a plain MLP cannot: spectral bias). Then
 `num_layers` SiLU layers of width `hidden_dim` and a linear output, rescaled by fixed constants so
 the raw output is O(1).
 
@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from common.runs import torch_generator
+
 
 class EnergyEnsemble(nn.Module):
     """M energy MLPs. forward: x (M, N, 2) -> energies (M, N)."""
@@ -28,7 +30,7 @@ class EnergyEnsemble(nn.Module):
         dims = [2 * num_fourier_features] + [hidden_dim] * num_layers + [1]
         freqs, weights, biases = [], [[] for _ in dims[1:]], [[] for _ in dims[1:]]
         for seed in init_seeds:
-            g = torch.Generator().manual_seed(seed)
+            g = torch_generator(seed, "exp2-init")
             freqs.append(torch.randn(2, num_fourier_features, generator=g) * fourier_scale)
             for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
                 bound = 1.0 / math.sqrt(d_in)  # PyTorch's nn.Linear default init

@@ -1,8 +1,9 @@
 """Experiment 2, funnel heatmap: does mollification turn a rugged learned energy into a funnel?
 
-    python run_experiment.py            # 3 seeds: Flat, HELM and the other HF form, all landscapes, plots
-    python run_experiment.py --quick    # smoke run
-    python sweep.py                     # the tuning-seed sweep over hf_noise_sigma and lambda_hf
+    python run_experiment.py               # 3 seeds: Flat, HELM and the other HF form, all landscapes, plots
+    python run_experiment.py --quick       # smoke run (writes to runs/, never to the committed findings)
+    python run_experiment.py --plots-only  # redraw every plot from the saved results, no training
+    python sweep.py                        # the tuning-seed sweep over hf_noise_sigma and lambda_hf
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import sys
 import numpy as np
 
 from common.config import Exp2Config, parse
-from common.runs import (Timer, atomic_write_bytes, criterion, finish, prepare_output_dir, read_json, seed_everything,
+from common.runs import (StagedOutputs, Timer, atomic_write_bytes, criterion, finish, read_json, seed_everything,
                          setup_torch, write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
+from exp2_funnel_heatmap.sweep import plot_sweep
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import analyze, make_plots, summarize
 
@@ -34,27 +36,43 @@ def criteria_rows(m: dict) -> list:
     ]
 
 
+def measure(cfg, device) -> dict:
+    """Train (or resume) every model of every seed and analyse all landscapes; the saved arrays."""
+    seed_everything(cfg.seeds[0])  # all randomness below uses named per-model streams
+    specs = [s for seed in cfg.seeds for s in specs_for_run(cfg, seed)]
+    model, final_loss, curves = train_or_load(specs, cfg, device, cfg.output_dir() / "checkpoints")
+    names = [s.name for s in specs_for_run(cfg, cfg.seeds[0])]
+    arrays = analyze(model, names, cfg.seeds, Landscape.from_config(cfg), cfg, device)
+    arrays["final_loss"] = final_loss.numpy().reshape(len(cfg.seeds), len(names))
+    arrays["loss_curves"] = curves.numpy().reshape(len(cfg.seeds), len(names), -1)
+    return arrays
+
+
 def main(argv=None) -> int:
     cfg = parse(Exp2Config, argv, prog="run_experiment.py")
     device = setup_torch(cfg)
-    prepare_output_dir(cfg)  # a different config's results are moved to previous/, never overwritten
-    timer = Timer()
-    seed_everything(cfg.seeds[0])  # all randomness below uses explicit per-model generators
-    out = cfg.output_dir()
-    specs = [s for seed in cfg.seeds for s in specs_for_run(cfg, seed)]
-    model, final_loss = train_or_load(specs, cfg, device, out / "checkpoints")
-    names = [s.name for s in specs_for_run(cfg, cfg.seeds[0])]
-    arrays = analyze(model, names, cfg.seeds, Landscape.from_config(cfg), cfg, device)
-    save_arrays(out / "results" / "exp2_arrays.npz", arrays)
-    metrics = summarize(arrays, final_loss.numpy().reshape(len(cfg.seeds), len(names)))
+    timer, out = Timer(), cfg.output_dir()
+    staged = StagedOutputs(out)
     sweep_path = out / "results" / "sweep.json"
-    metrics["sweep"] = read_json(sweep_path) if sweep_path.exists() else "not run (python sweep.py)"
-    plots = make_plots(arrays, out / "plots")
-    criteria = criteria_rows(metrics)
-    runtime = timer.seconds()
-    metrics_path = write_results(cfg, "exp2_funnel_heatmap", metrics, criteria, runtime, device)
-    print_table(metrics)
-    return finish(cfg, criteria, [metrics_path, *plots], runtime)
+    sweep = read_json(sweep_path) if sweep_path.exists() else None
+    if cfg.plots_only:
+        arrays = dict(np.load(out / "results" / "exp2_arrays.npz"))
+    else:
+        arrays = measure(cfg, device)
+        save_arrays(staged.results / "exp2_arrays.npz", arrays)
+        metrics = summarize(arrays, arrays["final_loss"])
+        metrics["sweep"] = sweep if sweep is not None else "not run (python sweep.py)"
+        criteria = criteria_rows(metrics)
+        write_results(cfg, staged.results, "exp2_funnel_heatmap", metrics, criteria, timer.seconds(), device)
+        print_table(metrics)
+    make_plots(arrays, staged.plots)
+    if sweep is not None:
+        plot_sweep(sweep, staged.plots / "exp2_sweep.png")
+    outputs = staged.publish()
+    if cfg.plots_only:
+        print("\n".join(f"wrote {p}" for p in outputs))
+        return 0
+    return finish(cfg, criteria, outputs, timer.seconds())
 
 
 def save_arrays(path, arrays: dict) -> None:

@@ -1,8 +1,8 @@
 """Tuning-seed sweep of the HF loss: coverage and fit error vs hf_noise_sigma (both HF forms) and
 lambda_hf (consistency form). Only cfg.tuning_seed is used; the reported seeds never are.
 
-    python sweep.py             # writes results/sweep.json and plots/exp2_sweep.png
-    python sweep.py --replot    # redraw the figure from results/sweep.json
+    python sweep.py     # writes results/sweep.json and plots/exp2_sweep.png
+                        # (run_experiment.py --plots-only redraws that figure too)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from common import viz_utils
 from common.config import Exp2Config, parse
-from common.runs import Timer, read_json, setup_torch, write_json
+from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, spurious_minima
@@ -32,7 +32,7 @@ def sweep_specs(cfg) -> list[ModelSpec]:
 def run_sweep(cfg, device) -> dict:
     p = Landscape.from_config(cfg)
     specs = sweep_specs(cfg)
-    model, final_loss = train_or_load(specs, cfg, device, cfg.output_dir() / "checkpoints" / "sweep", "sweep")
+    model, final_loss, _ = train_or_load(specs, cfg, device, cfg.output_dir() / "checkpoints" / "sweep", "sweep")
     learned = basin_coverage(model.grad, p, cfg, len(specs))
     points = grid(p, cfg.grid_resolution)[1]
     with torch.no_grad():
@@ -92,26 +92,22 @@ def plot_sweep(sweep: dict, path):
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    replot = "--replot" in argv
-    cfg = parse(Exp2Config, [a for a in argv if a != "--replot"], prog="sweep.py")
-    out = cfg.output_dir()
-    if replot:
-        sweep = read_json(out / "results" / "sweep.json")
-    else:
-        device = setup_torch(cfg)
-        timer = Timer()
-        sweep = run_sweep(cfg, device)
-        sweep["runtime_seconds"] = timer.seconds()
-        sweep["config"] = {k: getattr(cfg, k) for k in ("sweep_sigmas", "sweep_lambdas", "train_steps", "hidden_dim",
-                                                       "num_layers", "tuning_seed", "quick")}
-        write_json(out / "results" / "sweep.json", sweep)
-        print(f"sweep: {len(sweep['rows'])} models in {sweep['runtime_seconds']:.1f} s")
+    cfg = parse(Exp2Config, argv, prog="sweep.py")
+    device = setup_torch(cfg)
+    timer, staged = Timer(), StagedOutputs(cfg.output_dir())
+    sweep = run_sweep(cfg, device)
+    sweep["runtime_seconds"] = timer.seconds()
+    sweep["config"] = {k: getattr(cfg, k) for k in ("sweep_sigmas", "sweep_lambdas", "train_steps", "hidden_dim",
+                                                   "num_layers", "tuning_seed", "quick")}
+    write_json(staged.results / "sweep.json", sweep)
+    plot_sweep(sweep, staged.plots / "exp2_sweep.png")
+    print(f"sweep: {len(sweep['rows'])} models in {sweep['runtime_seconds']:.1f} s")
     for r in sweep["rows"]:
         cov = "n/a" if r["coverage"] is None else f"{100 * r['coverage']:.1f}"
         print(f"{r['form']:<17} sigma={r['sigma']:<6g} lambda={r['lambda_hf']:<5g} coverage={cov:>6} %  "
               f"spurious={r['spurious_minima']:<3} rmse/A={r['rmse_to_true_over_A']:.3f}")
-    print(f"wrote {plot_sweep(sweep, out / 'plots' / 'exp2_sweep.png')}")
+    for path in staged.publish():
+        print(f"wrote {path}")
     return 0
 
 

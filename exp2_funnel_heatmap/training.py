@@ -1,7 +1,7 @@
 """Batched training of many energy models at once (seeds x variants, or a whole sweep).
 
 Every model has its own init and its own data stream (uniform x, Gaussian delta), both drawn
-from generators seeded by the model's seed only, so Flat and HELM of one seed see the same points.
+from named streams of the model's seed only, so Flat and HELM of one seed see the same points.
 Adam acts element-wise, so summing the per-model losses trains each model as if it were alone, up
 to float rounding: batched matmul kernels depend on the batch size at the last bit, which is why a
 run resumes its models as one batch (`train_or_load`).
@@ -19,10 +19,10 @@ from exp2_funnel_heatmap.energy_functions import Landscape, energy, grid
 from exp2_funnel_heatmap.models import EnergyEnsemble
 from exp2_funnel_heatmap.train_flat import flat_loss
 from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
-from common.runs import load_or_train_batch, progress, to_jsonable
+from common.config import identity
+from common.runs import load_or_train_batch, progress, to_jsonable, torch_generator
 
 FORMS = ("flat", "mollified_target", "consistency")
-DATA_SEED_OFFSET = 1_000_003  # the data stream of seed s uses generator seed s + offset
 CHUNK = 100  # steps of data drawn at once per model
 
 
@@ -77,16 +77,17 @@ def per_model_loss(model, x, noise, specs, p) -> torch.Tensor:
 
 
 def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: str = "train"
-                 ) -> tuple[EnergyEnsemble, torch.Tensor]:
-    """Train all `specs` in one batched loop; return the ensemble and each model's final loss (M,)
-    (mean of the last 50 steps' loss / energy_scale^2, NaN when the model diverged)."""
+                 ) -> tuple[EnergyEnsemble, torch.Tensor, torch.Tensor]:
+    """Train all `specs` in one batched loop. Returns the ensemble, each model's final loss (M,)
+    (mean of the last 50 steps' loss / energy_scale^2, NaN when the model diverged) and the
+    per-step loss curves (M, train_steps)."""
     p = Landscape.from_config(cfg)
     model = build_ensemble(specs, cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.train_steps)
-    gens = [torch.Generator().manual_seed(s.seed + DATA_SEED_OFFSET) for s in specs]
+    gens = [torch_generator(s.seed, "exp2-data") for s in specs]
     scale2 = model.energy_scale ** 2
-    tail = []
+    curve = []
     for step in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
         if step % CHUNK == 0:
             xs, ns = _data_chunk(gens, specs, min(CHUNK, cfg.train_steps - step), cfg.batch_size,
@@ -97,20 +98,22 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
         loss.sum().backward()
         opt.step()
         sched.step()
-        if step >= cfg.train_steps - 50:
-            tail.append(loss.detach())
-    final = torch.stack(tail).mean(0)
-    finite = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in model.parameters()]).all(0)
-    return model, torch.where(finite, final, torch.nan).cpu()
+        curve.append(loss.detach())
+    curves = torch.stack(curve, 1).cpu()
+    final = curves[:, -50:].mean(1)
+    finite = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in model.parameters()]).all(0).cpu()
+    return model, torch.where(finite, final, torch.nan), curves
 
 
 def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"
-                  ) -> tuple[EnergyEnsemble, torch.Tensor]:
-    """The trained ensemble for `specs` and each model's final loss (NaN when diverged); one
-    checkpoint file per model, resumed as one batch (`common.runs.load_or_train_batch`)."""
+                  ) -> tuple[EnergyEnsemble, torch.Tensor, torch.Tensor]:
+    """The trained ensemble for `specs`, each model's final loss (NaN when diverged) and loss curves
+    (M, train_steps); one checkpoint file per model, resumed as one batch
+    (`common.runs.load_or_train_batch`)."""
     def train() -> list[dict]:
-        trained, losses = train_models(specs, cfg, device, desc)
-        return [{"state": trained.slice_state(m), "final_loss": to_jsonable(losses[m])} for m in range(len(specs))]
+        trained, losses, curves = train_models(specs, cfg, device, desc)
+        return [{"state": trained.slice_state(m), "final_loss": to_jsonable(losses[m]), "loss_curve": curves[m]}
+                for m in range(len(specs))]
 
     payloads = load_or_train_batch([ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs],
                                    [unit_config(s, cfg) for s in specs], train)
@@ -118,7 +121,7 @@ def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str
     for m, payload in enumerate(payloads):
         model.load_slice(m, payload["state"])
     final_loss = torch.tensor([torch.nan if p["final_loss"] is None else p["final_loss"] for p in payloads])
-    return model, final_loss
+    return model, final_loss, torch.stack([p["loss_curve"] for p in payloads])
 
 
 def specs_for_run(cfg, seed: int) -> list[ModelSpec]:
@@ -136,7 +139,6 @@ def helm_spec(cfg, name: str, seed: int, form: str, sigma: float | None = None, 
 
 
 def unit_config(spec: ModelSpec, cfg) -> dict:
-    """Everything that determines one trained model (its checkpoint's identity)."""
-    keys = ("domain_half_width", "quadratic_k", "ripple_amplitude", "ripple_frequency", "num_fourier_features",
-            "fourier_scale", "hidden_dim", "num_layers", "train_steps", "batch_size", "lr", "train_margin")
-    return {**dataclasses.asdict(spec), **{k: getattr(cfg, k) for k in keys}}
+    """Everything that determines one trained model (its checkpoint's identity): the spec and every
+    config field declared with role "model"."""
+    return {**dataclasses.asdict(spec), **identity(cfg, "model")}

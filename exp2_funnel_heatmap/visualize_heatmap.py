@@ -9,7 +9,8 @@ models `flat`, `helm` and `helm_<other form>` (one per seed).
 - Local minima on the `grid_resolution`^2 grid (8-neighbour, interior points, plateau ties broken by
   grid order); "spurious" = all of them except one in the global basin.
 - Fit error: RMSE of each model to E* and to E*_sigma on the same grid.
-`python visualize_heatmap.py [--out-dir DIR]` redraws every plot from `results/exp2_arrays.npz`.
+`python run_experiment.py --plots-only` redraws every plot from `results/exp2_arrays.npz` (and the
+sweep's from `results/sweep.json`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def plot_basin(path, a: dict, title: str, success: np.ndarray, E: np.ndarray, pa
 
 
 def make_plots(a: dict, plot_dir) -> list:
-    """The five seed-named figures, for the first reported seed."""
+    """The five seed-named figures (first reported seed) and the training curves (every seed)."""
     sigma = float(a["sigma"])
     names = list(a["names"])
     v = {n: i for i, n in enumerate(names)}
@@ -196,21 +197,7 @@ def make_plots(a: dict, plot_dir) -> list:
         out.append(plot_basin(plot_dir / f"exp2_{name}_basin.png", a, label, a["success_models"][s, i],
                               a["E_models"][s, i], a["path_models"][s, i], a["polish_models"][s, i],
                               float(a["coverage_models"][s, i])))
+    curves = {name: a["loss_curves"][:, i] for i, name in enumerate(names)}
+    out.append(viz_utils.plot_training_curves(plot_dir / "exp2_training_curves.png", {
+        "energy models (loss / energy scale^2)": curves}))
     return out
-
-
-def main() -> None:
-    """Redraw the plots from `results/exp2_arrays.npz` (no training)."""
-    from common.config import Exp2Config, parse
-
-    cfg = parse(Exp2Config, prog="visualize_heatmap.py")
-    path = cfg.output_dir() / "results" / "exp2_arrays.npz"
-    if not path.exists():
-        raise SystemExit(f"visualize_heatmap.py: error: {path} not found (run run_experiment.py first)")
-    arrays = dict(np.load(path))
-    for path in make_plots(arrays, cfg.output_dir() / "plots"):
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

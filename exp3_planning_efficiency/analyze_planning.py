@@ -1,4 +1,5 @@
-"""Aggregation, success criteria and plots of Experiment 3 (plots rebuild from metrics.json alone)."""
+"""Aggregation, success criteria and plots of Experiment 3 (plots rebuild from metrics.json and the
+saved loss curves, `results/exp3_arrays.npz`)."""
 
 from __future__ import annotations
 
@@ -70,12 +71,18 @@ PLANNER_LABELS = {"flat": "flat GD", "helm": "HELM (coarse-to-fine)", "cem": "CE
                   "bfs": "BFS on true env (ceiling)"}
 
 
-def plot_all(metrics_path: Path, plot_dir: Path) -> list[Path]:
-    """Rebuild every Experiment 3 figure from a metrics.json."""
+def plot_all(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:
+    """Rebuild every Experiment 3 figure from a metrics.json and the loss curves
+    (`arrays`: "<model|energy>_loss_seed<s>" -> (steps,))."""
     metrics = read_json(metrics_path)
+    curves = {kind: {f"seed {k.rsplit('seed', 1)[1]}": v for k, v in arrays.items() if k.startswith(kind)}
+              for kind in ("model_loss", "energy_loss")}
     return [plot_success(metrics, plot_dir / "exp3_success_vs_horizon.png"),
             plot_cost(metrics, plot_dir / "exp3_planning_cost.png"),
-            plot_world_model(metrics, plot_dir / "exp3_world_model.png")]
+            plot_world_model(metrics, plot_dir / "exp3_world_model.png"),
+            viz.plot_training_curves(plot_dir / "exp3_training_curves.png", {
+                "world model (prediction + spectral hinge)": curves["model_loss"],
+                "goal energy (distance regression)": curves["energy_loss"]})]
 
 
 def plot_success(metrics: dict, path: Path) -> Path:
@@ -137,16 +144,3 @@ def plot_world_model(metrics: dict, path: Path) -> Path:
     for ax in axes[0]:
         _legend(ax)
     return viz.save(fig, path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python analyze_planning.py [--out-dir DIR]`: rebuild the plots from DIR/results/metrics.json."""
-    from common.config import Exp3Config, parse
-
-    cfg = parse(Exp3Config, argv, prog="exp3_planning_efficiency/analyze_planning.py")
-    for path in plot_all(cfg.output_dir() / "results" / "metrics.json", cfg.output_dir() / "plots"):
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,16 @@
 """Experiment 3: collect random walks -> train world model + goal energy -> evaluate planners -> plot.
 
     python run_experiment.py [--quick] [--seeds 0 1 2] [--planners helm cem] ...   (see --help)
+    python run_experiment.py --plots-only    # redraw every plot from the saved results, no training
 
 Resumable: per seed, the trained models and the evaluation results are checkpointed with the config
-fields they depend on, and skipped when a rerun would redo them identically.
+fields they depend on (roles "model", and "model" + "eval"), and skipped when a rerun would redo them
+identically.
 """
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -16,26 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import Exp3Config, parse
-from common.runs import (Timer, finish, load_checkpoint_if_matches, prepare_output_dir, progress, save_checkpoint,
-                         seed_everything, setup_torch, write_results)
+from common.config import Exp3Config, identity, parse
+from common.runs import (StagedOutputs, Timer, atomic_write_bytes, finish, load_checkpoint_if_matches, numpy_rng,
+                         progress, save_checkpoint, seed_everything, setup_torch, torch_generator, write_results)
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import FastMaze, collect_random_walks, sample_tasks
 from exp3_planning_efficiency.run_planning import run_episodes
 from exp3_planning_efficiency.world_models import (GoalEnergy, SnappedEnergy, SnappedModel, WorldModel,
                                                    energy_vs_bfs, k_step_accuracy, train_energy, train_world_model)
 
-MODEL_FIELDS = ("env_id", "num_walks", "walk_length", "latent_dim", "hidden_dim", "model_train_steps",
-                "model_batch_size", "model_lr", "model_rollout_steps", "lambda_spectral", "energy_train_steps",
-                "energy_batch_size", "energy_lr", "hf_noise_sigma", "coarse_stride")
 DISCRETE_PLANNERS = ("helm", "cem")  # plan with one-hot actions, so they can use the snapped model
-EVAL_FIELDS = ("planning_horizons", "num_eval_episodes", "replan_every", "helm_top_k", "helm_coarse_depth", "snap_latents", "gd_steps",
-               "gd_lr", "gumbel_tau", "softmin_temperature", "depth_cost", "cem_horizon", "cem_num_samples",
-               "cem_num_iters", "cem_elite_frac")
 
 
-def unit_config(cfg, seed: int, fields) -> dict:
-    return {"seed": seed, **{f: getattr(cfg, f) for f in fields}}
+def unit_config(cfg, seed: int, *roles: str) -> dict:
+    """A unit's identity: its seed and every config field declared with one of `roles`."""
+    return {"seed": seed, **identity(cfg, *roles)}
 
 
 def build_models(cfg, maze: FastMaze, device):
@@ -45,12 +43,15 @@ def build_models(cfg, maze: FastMaze, device):
 
 def train_seed(cfg, seed: int, maze: FastMaze, cell_dist, device) -> dict:
     """Collect data, train both models, measure their quality. Returns the checkpoint payload."""
-    generator = seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    walk_poses, walk_actions = collect_random_walks(maze, cfg.num_walks, cfg.walk_length, rng)
+    seed_everything(seed)  # the module inits below draw from torch's global generator
+    walk_poses, walk_actions = collect_random_walks(maze, cfg.num_walks, cfg.walk_length,
+                                                    numpy_rng(seed, "exp3-walks"))
     model, energy = build_models(cfg, maze, device)
-    model_losses = train_world_model(model, maze, walk_poses, walk_actions, cfg, rng, cfg.quiet)
-    energy_losses = train_energy(energy, model, maze, walk_poses, cfg, rng, generator, cfg.quiet)
+    model_losses = train_world_model(model, maze, walk_poses, walk_actions, cfg, numpy_rng(seed, "exp3-model-batches"),
+                                     cfg.quiet)
+    energy_losses = train_energy(energy, model, maze, walk_poses, cfg, numpy_rng(seed, "exp3-energy-batches"),
+                                 torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
+    rng = numpy_rng(seed, "exp3-model-quality")
     diverged = not (np.isfinite(model_losses).all() and np.isfinite(energy_losses).all())
     quality = {"diverged": diverged, "final_model_loss": float(model_losses[-1]),
                "final_energy_loss": float(energy_losses[-1])}
@@ -58,7 +59,8 @@ def train_seed(cfg, seed: int, maze: FastMaze, cell_dist, device) -> dict:
         quality["k_step_accuracy"] = {str(k): v for k, v in
                                       k_step_accuracy(model, maze, walk_poses, walk_actions, [1, 2, 4, 8, 16, 32], rng).items()}
         quality["energy"] = energy_vs_bfs(energy, model, maze, cell_dist, rng)
-    return {"model": model.state_dict(), "energy": energy.state_dict(), "quality": quality}
+    return {"model": model.state_dict(), "energy": energy.state_dict(), "quality": quality,
+            "loss_curves": {"model_loss": model_losses, "energy_loss": energy_losses}}
 
 
 def evaluate_planner(cfg, seed: int, planner: str, model, energy, maze: FastMaze, cell_dist, device) -> dict:
@@ -68,8 +70,8 @@ def evaluate_planner(cfg, seed: int, planner: str, model, energy, maze: FastMaze
         energy = SnappedEnergy(energy, model)
     results = {}
     for T in cfg.planning_horizons:
-        starts, goals, _ = sample_tasks(maze, cell_dist, T, cfg.num_eval_episodes, np.random.default_rng([seed, T]))
-        generator = torch.Generator(device).manual_seed(seed * 1000 + T)
+        starts, goals, _ = sample_tasks(maze, cell_dist, T, cfg.num_eval_episodes, numpy_rng(seed, "exp3-tasks", T))
+        generator = torch_generator(seed, "exp3-planner", T, device=device)
         out = run_episodes(planner, model, energy, maze, cell_dist, starts, goals, T, cfg, generator)
         results[str(T)] = {k: np.asarray(v).tolist() for k, v in out.items()}
     return results
@@ -80,13 +82,14 @@ def run_seed(cfg, seed: int, maze: FastMaze, cell_dist, device, model_dir: Path 
     """Train (or load) one seed's models and evaluate every planner; checkpoints default to checkpoints/."""
     model_dir = model_dir or cfg.output_dir() / "checkpoints"
     eval_dir = eval_dir or model_dir
-    model_unit = unit_config(cfg, seed, MODEL_FIELDS)
+    model_unit = unit_config(cfg, seed, "model")
     trained = load_checkpoint_if_matches(model_dir / f"models_seed{seed}.pt", model_unit)
     if trained is None:
         trained = {"unit_config": model_unit, **train_seed(cfg, seed, maze, cell_dist, device)}
         save_checkpoint(model_dir / f"models_seed{seed}.pt", trained)
+    curves = trained["loss_curves"]
     if trained["quality"]["diverged"]:
-        return {"diverged": True, "quality": trained["quality"]}
+        return {"diverged": True, "quality": trained["quality"], "loss_curves": curves}
     model, energy = build_models(cfg, maze, device)
     model.load_state_dict(trained["model"])
     energy.load_state_dict(trained["energy"])
@@ -94,7 +97,7 @@ def run_seed(cfg, seed: int, maze: FastMaze, cell_dist, device, model_dir: Path 
     energy.requires_grad_(False)
     evaluation = {}
     for planner in progress(cfg.planners, cfg.quiet, desc=f"seed {seed} planners", leave=False):
-        eval_unit = {**model_unit, **unit_config(cfg, seed, EVAL_FIELDS), "planner": planner}
+        eval_unit = {**unit_config(cfg, seed, "model", "eval"), "planner": planner}
         path = eval_dir / f"evaluation_seed{seed}_{planner}.pt"
         evaluated = load_checkpoint_if_matches(path, eval_unit)
         if evaluated is None:
@@ -102,7 +105,7 @@ def run_seed(cfg, seed: int, maze: FastMaze, cell_dist, device, model_dir: Path 
                          "results": evaluate_planner(cfg, seed, planner, model, energy, maze, cell_dist, device)}
             save_checkpoint(path, evaluated)
         evaluation[planner] = evaluated["results"]
-    return {"diverged": False, "quality": trained["quality"], "evaluation": evaluation}
+    return {"diverged": False, "quality": trained["quality"], "evaluation": evaluation, "loss_curves": curves}
 
 
 def _init_worker(num_threads: int) -> None:
@@ -133,22 +136,38 @@ def require_tasks_exist(cell_dist: np.ndarray, horizons: list[int], prog: str) -
 def main(argv: list[str] | None = None) -> int:
     prog = "exp3_planning_efficiency/run_experiment.py"
     cfg = parse(Exp3Config, argv, prog=prog)
-    timer = Timer()
+    timer, out = Timer(), cfg.output_dir()
     maze = FastMaze(cfg.env_id)
     cell_dist = maze.cell_distances()
     require_tasks_exist(cell_dist, cfg.planning_horizons, prog)
     device = setup_torch(cfg)
-    prepare_output_dir(cfg)  # a different config's results are moved to previous/, never overwritten
+    staged = StagedOutputs(out)
+    if cfg.plots_only:
+        plots = analyze_planning.plot_all(out / "results" / "metrics.json",
+                                          dict(np.load(out / "results" / "exp3_arrays.npz")), staged.plots)
+        print("\n".join(f"wrote {p}" for p in staged.publish()))
+        return 0
     per_seed = run_all_seeds(cfg, maze, cell_dist, device)
     table = analyze_planning.aggregate(per_seed, cfg)
     criteria = analyze_planning.criteria(table, cfg)
     metrics = {"success": table, "world_model": {str(s): r["quality"] for s, r in per_seed.items()},
                "diverged_seeds": [s for s, r in per_seed.items() if r["diverged"]],
                "num_poses": maze.num_poses, "max_bfs_distance": float(cell_dist.max())}
-    metrics_path = write_results(cfg, "exp3_planning_efficiency", metrics, criteria, timer.seconds(), device)
-    plots = analyze_planning.plot_all(metrics_path, cfg.output_dir() / "plots")
+    metrics_path = write_results(cfg, staged.results, "exp3_planning_efficiency", metrics, criteria,
+                                 timer.seconds(), device)
+    arrays = {f"{kind}_seed{s}": np.asarray(curve, dtype=np.float32)
+              for s, r in per_seed.items() for kind, curve in r["loss_curves"].items()}
+    save_arrays(staged.results / "exp3_arrays.npz", arrays)
+    analyze_planning.plot_all(metrics_path, arrays, staged.plots)
     print_success_table(table, cfg)
-    return finish(cfg, criteria, [metrics_path, *plots], timer.seconds())
+    return finish(cfg, criteria, staged.publish(), timer.seconds())
+
+
+def save_arrays(path: Path, arrays: dict) -> None:
+    """Atomically write the per-step loss curves (the training-curves plot is rebuilt from them)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def print_success_table(table: dict, cfg) -> None:

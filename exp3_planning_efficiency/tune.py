@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from common.config import Exp3Config, parse
-from common.runs import Timer, setup_torch, write_json
+from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import FastMaze
-from exp3_planning_efficiency.run_experiment import MODEL_FIELDS, run_seed, unit_config
+from exp3_planning_efficiency.run_experiment import run_seed, unit_config
 
 # name -> (change to the default config, planners evaluated). Variants with the same model fields share
 # one trained model (checkpoints/tuning/models_<hash>/); each variant keeps its own evaluations.
@@ -37,13 +37,15 @@ VARIANTS = {
 
 
 def model_dir(cfg, tuning_dir: Path) -> Path:
-    fields = json.dumps(unit_config(cfg, cfg.tuning_seed, MODEL_FIELDS), sort_keys=True)
+    fields = json.dumps(unit_config(cfg, cfg.tuning_seed, "model"), sort_keys=True)
     return tuning_dir / f"models_{hashlib.sha1(fields.encode()).hexdigest()[:10]}"
 
 
 def main(argv: list[str] | None = None) -> int:
     base = parse(Exp3Config, argv, prog="exp3_planning_efficiency/tune.py")
+    base = dataclasses.replace(base, out_dir=str(base.output_dir()))  # variants write where the base config does
     device = setup_torch(base)
+    staged = StagedOutputs(base.output_dir())
     timer = Timer()
     maze = FastMaze(base.env_id)
     cell_dist = maze.cell_distances()
@@ -57,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         table[name] = {"change": change, "world_model": result["quality"], "success": success}
         print(name, {p: [rows[str(T)]["success"] for T in cfg.planning_horizons] for p, rows in success.items()},
               flush=True)
-    write_json(base.output_dir() / "results" / "tuning.json",
+    write_json(staged.results / "tuning.json",
                {"tuning_seed": base.tuning_seed, "variants": table, "runtime_seconds": timer.seconds()})
+    for path in staged.publish():
+        print(f"wrote {path}")
     return 0
 
 

@@ -9,8 +9,8 @@
   trained on frozen latents to follow temporal distance: the shortest-path length between two
   observed states in the graph of the agent's recorded transitions (the fixed point of Quasimetric
   RL's constraints d(s, s') <= 1 per transition with far pairs pushed apart, computed exactly by BFS
-  instead of by gradient descent; DESIGN.md's first QRL-style head reached only 61 % greedy success at
-  T = 50 with the true dynamics here, this one 98 %). A funnel with no local minima when exact.
+  instead of by gradient descent; a first QRL-style head trained by gradient descent reached only
+  61 % greedy success at T = 50 with the true dynamics here, this one 98 %). A funnel with no local minima when exact.
   HELM's HF invariance (mollification) trains it on noisy latents (`hf_noise_sigma` x latent std).
 
 HELM's spectral regularization (`lambda_spectral`) penalizes the fine transition's per-step Jacobian.

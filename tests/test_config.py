@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from common.config import CONFIGS, ConfigError, Exp1Config, Exp2Config, Exp3Config, parse
+from common.config import (CONFIGS, REPO_ROOT, RUNS_ROOT, ConfigError, Exp1Config, Exp2Config, Exp3Config,
+                           config_hash, parse)
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
@@ -73,7 +74,7 @@ def _cli(*args):
 def test_cli_through_a_shell_like_subprocess():
     bad = _cli("exp1", "--horizons", "-5")
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == ["common.config exp1: error: horizons must be > 0, got [-5]"]
+    assert bad.stderr.strip().splitlines() == ["common.config exp1: error: --horizons must be >= 1, got -5"]
 
     typo = _cli("exp1", "--horizon", "5")
     assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1
@@ -90,3 +91,72 @@ def test_cli_through_a_shell_like_subprocess():
 
 def test_config_table_is_complete():
     assert set(CONFIGS) == {"exp1", "exp2", "exp3"}
+
+
+# ----------------------------------------------------------------------------------------------
+# field roles: checkpoint identity and run folders come from the declarations
+
+
+def _changed(cfg, f: dataclasses.Field):
+    """A different valid value for field f."""
+    value, choices = getattr(cfg, f.name), f.metadata["choices"]
+    if choices is not None:  # None when the field has a single allowed value
+        others = [c for c in choices if c != (value[0] if isinstance(value, list) else value)]
+        return None if not others else [others[0]] if isinstance(value, list) else others[0]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, list):
+        return value[:-1] if len(value) > 1 else [value[0] + 1]
+    if isinstance(value, str):
+        return value + "x"
+    return value + 1 if isinstance(value, int) else value * 2 + 0.01
+
+
+@pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
+def test_every_field_declares_a_known_role(cls):
+    roles = {f.name: f.metadata.get("role") for f in dataclasses.fields(cls)}
+    assert set(roles.values()) <= {"model", "eval", "run"} and None not in roles.values()
+    assert roles["num_threads"] == "model" and roles["device"] == "model"  # they change float rounding
+    assert roles["out_dir"] == roles["quiet"] == roles["plots_only"] == "run"
+
+
+@pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
+def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
+    """Each experiment's own unit-identity function, fed the config with one field changed."""
+    from exp1_spectral_cliff.train_helm import unit_config as exp1_unit
+    from exp2_funnel_heatmap.training import ModelSpec, unit_config as exp2_unit
+    from exp3_planning_efficiency.run_experiment import unit_config as exp3_unit
+    unit = {Exp1Config: lambda c: exp1_unit(c, "helm", 0, 1),
+            Exp2Config: lambda c: exp2_unit(ModelSpec("flat", 0, "flat"), c),
+            Exp3Config: lambda c: exp3_unit(c, 0, "model")}[cls]
+    base = cls()
+    for f in dataclasses.fields(cls):
+        if _changed(base, f) is None:
+            continue
+        changed = dataclasses.replace(base, **{f.name: _changed(base, f)})
+        same = unit(changed) == unit(base)
+        assert same == (f.metadata["role"] != "model"), f"{f.name} ({f.metadata['role']}) vs the checkpoint identity"
+
+
+@pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
+def test_run_folder_and_full_default_follow_the_roles(cls):
+    base = cls()
+    assert base.is_full_default() and base.output_dir() == REPO_ROOT / cls.experiment_folder
+    for f in dataclasses.fields(cls):
+        if _changed(base, f) is None:
+            continue
+        changed = dataclasses.replace(base, **{f.name: _changed(base, f)})
+        computes = f.metadata["role"] in ("model", "eval")
+        assert changed.is_full_default() == (not computes), f.name
+        assert (config_hash(changed) != config_hash(base)) == computes, f.name
+    quick = parse(cls, ["--quick"])
+    assert quick.output_dir().parent == RUNS_ROOT / cls.experiment_folder
+    assert quick.output_dir().name.endswith("-" + config_hash(quick))
+    assert parse(cls, ["--quick", "--quiet"]).output_dir() == quick.output_dir()  # same config, same folder
+
+
+def test_dry_run_prints_the_folder_and_writes_nothing(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        parse(Exp2Config, ["--quick", "--dry-run", "--out-dir", str(tmp_path / "x")], prog="p")
+    assert exc.value.code == 0 and str(tmp_path / "x") in capsys.readouterr().out
+    assert not (tmp_path / "x").exists()

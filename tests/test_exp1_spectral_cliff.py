@@ -27,6 +27,7 @@ def on_attractor(n, seed=0):
     return integrate(random_initial_states(n, torch.Generator().manual_seed(seed)), ZERO, 0.01, 2000)
 
 
+@pytest.mark.slow
 def test_uncontrolled_lorenz_largest_lyapunov_exponent():
     system = LorenzSystem(dt=0.01, substeps=5, forcing=ZERO)
     exps = lyapunov_exponents(lambda s: system.step(s, torch.zeros_like(s)), on_attractor(8), num_steps=1000,
@@ -34,6 +35,7 @@ def test_uncontrolled_lorenz_largest_lyapunov_exponent():
     assert exps[:, 0].mean().item() == pytest.approx(0.906, abs=0.05)
 
 
+@pytest.mark.slow
 def test_true_step_jacobian_matches_finite_differences():
     data = make_dataset(Exp1Config(num_train_trajectories=8, num_test_trajectories=4, trajectory_steps=10,
                                    burn_in_time=5.0), seed=0)
@@ -51,6 +53,7 @@ def test_true_step_jacobian_matches_finite_differences():
     assert J_s.abs().max() > 0.1 and J_a.abs().max() > 0.01  # the check is not vacuous
 
 
+@pytest.mark.slow
 def test_rk4_converges_at_fourth_order():
     s0, force = on_attractor(4), torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     reference = integrate(s0, force, 1e-4, 5000)  # t = 0.5
@@ -68,12 +71,14 @@ def test_spectral_hinge_zero_for_contractive_positive_for_expansive():
     torch.testing.assert_close(spectral_norm_3x3(J), torch.linalg.svdvals(J)[:, 0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ensemble_members_do_not_depend_on_batching():
     cfg = Exp1Config(num_train_trajectories=16, num_test_trajectories=4, trajectory_steps=20, burn_in_time=5.0,
                      train_steps=15, batch_size=32, quiet=True)
     d0, d1 = make_dataset(cfg, 0), make_dataset(cfg, 1)
-    alone, _ = train_members(cfg, [d0], [0], [0.1], [1.0], 1, "t")
-    together, _ = train_members(cfg, [d0, d1], [0, 1], [0.1, 0.1], [1.0, 1.0], 1, "t")
+    cpu = torch.device("cpu")
+    alone, _ = train_members(cfg, [d0], [0], [0.1], [1.0], 1, "t", cpu)
+    together, _ = train_members(cfg, [d0, d1], [0, 1], [0.1, 0.1], [1.0, 1.0], 1, "t", cpu)
     for k, v in alone.member_state(0).items():
         torch.testing.assert_close(v, together.member_state(0)[k], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(together.member_state(0)["weights.0"], together.member_state(1)["weights.0"])
@@ -84,9 +89,9 @@ def test_resume_with_a_missing_seed_checkpoint_reproduces_the_ensemble_bit_for_b
     cfg = Exp1Config(num_train_trajectories=16, num_test_trajectories=4, trajectory_steps=20, burn_in_time=5.0,
                      train_steps=15, batch_size=32, quiet=True, seeds=[0, 1, 2])
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
-    first = train_helm.train_variant(cfg, "helm", datasets, tmp_path)
+    first = train_helm.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
     train_helm.checkpoint_path(tmp_path, "helm", 1, None).unlink()
-    resumed = train_helm.train_variant(cfg, "helm", datasets, tmp_path)
+    resumed = train_helm.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
     assert list(resumed) == [0, 1, 2] and train_helm.checkpoint_path(tmp_path, "helm", 1, None).exists()
     for seed in cfg.seeds:
         assert resumed[seed]["final_loss"] == first[seed]["final_loss"]
@@ -98,9 +103,11 @@ def _metrics(out):
     return {k: v for k, v in m.items() if k not in ("runtime_seconds", "environment")}
 
 
+@pytest.mark.slow
 def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
     assert run_experiment.main(TINY + ["--out-dir", str(tmp_path)]) == 0
-    plots = [tmp_path / "plots" / f for f in ("exp1_spectral_cliff.png", "exp1_convergence_rate.png")]
+    plots = [tmp_path / "plots" / f for f in ("exp1_spectral_cliff.png", "exp1_convergence_rate.png",
+                                              "exp1_training_curves.png")]
     assert all(p.stat().st_size > 10_000 for p in plots)
     first = _metrics(tmp_path)
     assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 5
@@ -120,6 +127,7 @@ def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
     assert _metrics(tmp_path)["variants"] == first["variants"]
 
 
+@pytest.mark.slow
 def test_diverged_model_is_recorded_and_run_finishes(tmp_path):
     assert run_experiment.main(TINY + ["--variants", "flat", "helm", "--lr", "1e6", "--out-dir", str(tmp_path)]) == 0
     m = _metrics(tmp_path)
@@ -128,6 +136,7 @@ def test_diverged_model_is_recorded_and_run_finishes(tmp_path):
     assert not all(c["passed"] for c in m["criteria"])
 
 
+@pytest.mark.slow
 def test_per_horizon_protocol_writes_one_model_per_T(tmp_path):
     args = TINY[:-6] + ["--train-protocol", "per_horizon", "--horizons", "5", "10", "--planning-horizons", "10",
                         "--variants", "flat", "helm", "--trajectory-steps", "30", "--out-dir", str(tmp_path)]
@@ -137,12 +146,13 @@ def test_per_horizon_protocol_writes_one_model_per_T(tmp_path):
     assert _metrics(tmp_path)["variants"]["helm"]["planning"]["10"]["median"] is not None
 
 
+@pytest.mark.slow
 def test_command_line_smoke_and_bad_input(tmp_path):
     script = REPO / "exp1_spectral_cliff" / "run_experiment.py"
     run = subprocess.run([sys.executable, str(script), *TINY, "--variants", "flat", "helm", "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "runtime_seconds" in run.stdout and ("FAIL" in run.stdout or "PASS" in run.stdout)
+    assert "runtime:" in run.stdout and ("FAIL" in run.stdout or "PASS" in run.stdout)
     assert (tmp_path / "plots" / "exp1_spectral_cliff.png").exists()
     assert json.loads((tmp_path / "results" / "metrics.json").read_text())["experiment"] == "exp1_spectral_cliff"
     for bad in (["--horizons", "-5"], ["--variants", "nope"], ["--num-eval-states", "999"], ["--lamda-spectral", "1"]):

@@ -92,8 +92,8 @@ def test_mollified_target_loss_prefers_the_mollified_energy():
 def test_batched_training_equals_training_alone():
     cfg = Exp2Config(hidden_dim=16, train_steps=20, batch_size=32, quiet=True)
     helm = ModelSpec("helm", 3, "mollified_target", 0.05)
-    together, _ = train_models([ModelSpec("flat", 5, "flat"), helm, ModelSpec("c", 4, "consistency", 0.05, 1.0)], cfg)
-    alone, _ = train_models([helm], cfg)
+    together, _, _ = train_models([ModelSpec("flat", 5, "flat"), helm, ModelSpec("c", 4, "consistency", 0.05, 1.0)], cfg)
+    alone, _, _ = train_models([helm], cfg)
     for a, b in zip(together.parameters(), alone.parameters()):
         assert torch.allclose(a[1], b[0], atol=1e-5)
 
@@ -103,9 +103,10 @@ def test_resume_with_a_missing_checkpoint_reproduces_the_batch_bit_for_bit(tmp_p
     cfg = Exp2Config(hidden_dim=16, train_steps=20, batch_size=32, quiet=True)
     specs = [ModelSpec("flat", 5, "flat"), ModelSpec("helm", 3, "mollified_target", 0.05),
              ModelSpec("c", 4, "consistency", 0.05, 1.0)]
-    first, first_loss = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
+    first, first_loss, first_curves = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
     (tmp_path / "helm_seed3.pt").unlink()
-    resumed, resumed_loss = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
+    resumed, resumed_loss, resumed_curves = train_or_load(specs, cfg, torch.device("cpu"), tmp_path)
+    assert torch.equal(first_curves, resumed_curves) and first_curves.shape == (len(specs), cfg.train_steps)
     assert (tmp_path / "helm_seed3.pt").exists()
     assert torch.equal(first_loss, resumed_loss)
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), resumed.parameters()))
@@ -115,6 +116,7 @@ def _metrics(path):
     return json.loads((path / "results" / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_quick_run_writes_plots_and_metrics_is_deterministic_and_resumes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_experiment.main(["--quick", "--quiet", "--out-dir", str(a)]) == 0
@@ -131,6 +133,7 @@ def test_quick_run_writes_plots_and_metrics_is_deterministic_and_resumes(tmp_pat
             assert other[key] == m[key]
 
 
+@pytest.mark.slow
 def test_quick_sweep_runs(tmp_path):
     assert sweep.main(["--quick", "--quiet", "--out-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "results" / "sweep.json").read_text())
@@ -138,6 +141,7 @@ def test_quick_sweep_runs(tmp_path):
     assert (tmp_path / "plots" / "exp2_sweep.png").exists()
 
 
+@pytest.mark.slow
 def test_command_line_quick_run(tmp_path):
     script = run_experiment.__file__
     proc = subprocess.run([sys.executable, script, "--quick", "--quiet", "--out-dir", str(tmp_path)],
@@ -151,6 +155,7 @@ def test_command_line_quick_run(tmp_path):
 @pytest.mark.parametrize("flags", [["--hf-noise-sigma", "0"], ["--hf-noise-sigma", "-0.1"],
                                    ["--basin-grid-resolution", "0"], ["--grid-resolution", "-3"],
                                    ["--gd-steps-basin", "0"], ["--train-steps", "0"], ["--hf-form", "bogus"]])
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path, flags):
     proc = subprocess.run([sys.executable, run_experiment.__file__, *flags, "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)

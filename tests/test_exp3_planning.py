@@ -29,7 +29,7 @@ for _id, _kw in ((ROOM3, dict(rooms=1, room_size=3)), (ROOM5, dict(rooms=1, room
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=SpanningMazeEnv, kwargs=_kw)
 
-PLOTS = ["exp3_success_vs_horizon.png", "exp3_planning_cost.png", "exp3_world_model.png"]
+PLOTS = ["exp3_success_vs_horizon.png", "exp3_planning_cost.png", "exp3_world_model.png", "exp3_training_curves.png"]
 ALL_PLANNERS = ["flat", "helm", "cem", "random", "bfs"]
 SHRINK = ["--num-walks", "100", "--model-train-steps", "30", "--energy-train-steps", "30", "--planning-horizons", "10",
           "--num-eval-episodes", "2", "--gd-steps", "5", "--cem-num-samples", "16", "--cem-num-iters", "2",
@@ -443,6 +443,7 @@ def quick_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_quick_run_writes_plots_and_metrics(quick_run):
     for name in PLOTS:
         assert (quick_run / "plots" / name).stat().st_size > 10_000
@@ -462,11 +463,14 @@ def test_quick_run_writes_plots_and_metrics(quick_run):
     for T in ("10", "20"):
         assert m["success"]["bfs"][T]["success"] == 1.0 and m["success"]["bfs"][T]["model_evals_per_episode"] == 0
         assert m["success"]["helm"][T]["model_evals_per_episode"] < m["success"]["cem"][T]["model_evals_per_episode"]
-    # plots rebuild from metrics.json alone
-    rebuilt = analyze_planning.plot_all(quick_run / "results" / "metrics.json", quick_run / "replot")
+    # plots rebuild from metrics.json and the saved loss curves
+    arrays = dict(np.load(quick_run / "results" / "exp3_arrays.npz"))
+    assert arrays["model_loss_seed0"].shape == (m["config"]["model_train_steps"],) and np.isfinite(arrays["energy_loss_seed0"]).all()
+    rebuilt = analyze_planning.plot_all(quick_run / "results" / "metrics.json", arrays, quick_run / "replot")
     assert [p.name for p in rebuilt] == PLOTS and all(p.exists() for p in rebuilt)
 
 
+@pytest.mark.slow
 def test_command_line_run_exits_0_and_same_seed_gives_identical_success(tmp_path):
     cli, again = tmp_path / "cli", tmp_path / "again"
     proc = subprocess.run([sys.executable, run_experiment.__file__, "--quick", "--quiet", *SHRINK,
@@ -482,6 +486,7 @@ def test_command_line_run_exits_0_and_same_seed_gives_identical_success(tmp_path
     assert a["bfs"]["10"]["success"] == 1.0
 
 
+@pytest.mark.slow
 def test_plot_world_model_survives_a_constant_energy(quick_run, tmp_path):
     """A constant goal energy has an undefined (NaN) Spearman correlation, stored as null in JSON
     (regression: plot_world_model formatted it with :.3f and crashed with TypeError)."""
@@ -512,13 +517,14 @@ def test_bad_input_exits_2_with_one_line(flags, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_input_through_the_command_line(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, run_experiment.__file__, "--coarse-stride", "0", "--out-dir", str(out)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "coarse_stride" in lines[0], proc.stderr
+    assert len(lines) == 1 and "--coarse-stride" in lines[0], proc.stderr
     assert proc.stdout == "" and not out.exists()
 
 
@@ -560,6 +566,7 @@ def test_snapped_model_equals_snapping_the_network_after_every_call(default_maze
         torch.testing.assert_close(snapped_energy.to_goal(ids, table), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_parallel_seeds_give_the_same_results(tmp_path):
     """--jobs 2 runs the seeds in worker processes; every measured number equals the serial run's."""
     runs = {}

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from common import report
-from common.config import REPO_ROOT, Exp2Config, parse
-from common.runs import PRESENTATION_FIELDS
+from common.config import REPO_ROOT, Exp2Config, fields_with_role, parse
 
 README_TEMPLATE = "# Title\n\nintro\n\n## Results\n\n{begin}\nstale text\n{end}\n\n## After\nkept\n"
 
@@ -77,7 +76,7 @@ def test_missing_markers_is_an_error(tmp_path, capsys):
 
 
 def _without_presentation(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in PRESENTATION_FIELDS}
+    return {k: v for k, v in config.items() if k not in fields_with_role(Exp2Config, "run")}
 
 
 @pytest.mark.parametrize("argv", [[], ["--quick"], ["--lr", "0.003", "--sweep-sigmas", "0.1", "0.2", "--hf-form",

@@ -1,19 +1,16 @@
 """Run plumbing: atomic writes, JSON conversion, criteria, resumable checkpoints, seeding."""
 
-import dataclasses
+import io
 import json
-import os
-from datetime import datetime
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from common.config import Exp2Config
-from common.runs import (atomic_write_bytes, config_differences, criterion, format_criteria_table,
-                         load_checkpoint_if_matches, load_or_train_batch, prepare_output_dir, read_json, save_checkpoint, seed_everything,
-                         to_jsonable, write_json)
+from common.runs import (StagedOutputs, atomic_write_bytes, criterion, format_criteria_table,
+                         load_checkpoint_if_matches, load_or_train_batch, numpy_rng, read_checkpoint, read_json,
+                         save_checkpoint, seed_everything, to_jsonable, torch_generator, write_json)
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path):
@@ -82,68 +79,67 @@ def test_seed_everything_is_deterministic():
 
 
 # ----------------------------------------------------------------------------------------------
-# output policy: prepare_output_dir
+# checkpoints carry a checksum; seed streams; staged outputs
 
 
-def _saved_run(cfg, tmp_path):
-    """Pretend `cfg` ran into tmp_path: its config.json, a metrics file, a plot and a checkpoint."""
-    write_json(tmp_path / "results" / "config.json", dataclasses.asdict(cfg))
-    write_json(tmp_path / "results" / "metrics.json", {"value": 1})
-    (tmp_path / "plots").mkdir()
-    (tmp_path / "plots" / "a.png").write_bytes(b"png")
-    save_checkpoint(tmp_path / "checkpoints" / "unit.pt", {"unit_config": {}})
+def test_corrupted_checkpoint_is_reported_by_name_and_not_used(tmp_path, capsys):
+    path = tmp_path / "unit.pt"
+    save_checkpoint(path, {"unit_config": {"seed": 0}, "state": torch.arange(1000.0)})
+    raw = bytearray(path.read_bytes())
+    raw[-200] ^= 0xFF  # one flipped byte inside the tensor data
+    path.write_bytes(bytes(raw))
+    assert load_checkpoint_if_matches(path, {"seed": 0}) is None
+    err = capsys.readouterr().err
+    assert str(path) in err and "checksum" in err and len(err.strip().splitlines()) == 1
 
 
-def test_prepare_output_dir_without_saved_results_moves_nothing(tmp_path, capsys):
-    assert prepare_output_dir(Exp2Config(out_dir=str(tmp_path / "fresh"))) is None
-    assert not (tmp_path / "fresh").exists()
-    (tmp_path / "results").mkdir()  # a folder without config.json (e.g. only a sweep's file)
-    write_json(tmp_path / "results" / "sweep.json", {})
-    assert prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5)) is None
-    assert (tmp_path / "results" / "sweep.json").exists() and capsys.readouterr().out == ""
+def test_truncated_or_foreign_checkpoint_is_not_used(tmp_path, capsys):
+    path = tmp_path / "unit.pt"
+    save_checkpoint(path, {"unit_config": {}})
+    path.write_bytes(path.read_bytes()[:-10])
+    assert read_checkpoint(path) is None
+    buffer = io.BytesIO()
+    torch.save({"unit_config": {}}, buffer)  # a plain torch.save file: no checksum to verify
+    path.write_bytes(buffer.getvalue())
+    assert read_checkpoint(path) is None
+    assert capsys.readouterr().err.count(str(path)) == 2
 
 
-def test_prepare_output_dir_same_config_resumes_in_place(tmp_path, capsys):
-    _saved_run(Exp2Config(out_dir=str(tmp_path)), tmp_path)
-    # presentation fields differ (and out_dir spelled differently): still the same run
-    same = Exp2Config(out_dir=str(tmp_path) + "/", quiet=True, strict=True, num_threads=2, device="cpu")
-    assert prepare_output_dir(same) is None
-    assert (tmp_path / "results" / "metrics.json").exists() and (tmp_path / "plots" / "a.png").exists()
-    assert not (tmp_path / "previous").exists() and capsys.readouterr().out == ""
+def test_batch_resume_retrains_when_one_checkpoint_is_corrupted(tmp_path):
+    paths, units = [tmp_path / "a.pt", tmp_path / "b.pt"], [{"m": 0}, {"m": 1}]
+    calls = []
+
+    def train():
+        calls.append(1)
+        return [{"value": 1}, {"value": 2}]
+
+    load_or_train_batch(paths, units, train)
+    paths[0].write_bytes(paths[0].read_bytes()[:-1] + b"?")
+    assert [p["value"] for p in load_or_train_batch(paths, units, train)] == [1, 2] and len(calls) == 2
+    assert read_checkpoint(paths[0])["value"] == 1  # rewritten intact
 
 
-def test_prepare_output_dir_moves_a_different_configs_results_aside(tmp_path, capsys):
-    old = Exp2Config(out_dir=str(tmp_path))
-    _saved_run(old, tmp_path)
-    dest = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5, seeds=[7]))
-    assert dest.parent == tmp_path / "previous"
-    assert datetime.strptime(dest.name, "%Y%m%dT%H%M%SZ")  # a UTC timestamp
-    assert read_json(dest / "results" / "config.json") == to_jsonable(dataclasses.asdict(old))
-    assert read_json(dest / "results" / "metrics.json") == {"value": 1}
-    assert (dest / "plots" / "a.png").read_bytes() == b"png"
-    assert not (tmp_path / "results").exists() and not (tmp_path / "plots").exists()
-    assert (tmp_path / "checkpoints" / "unit.pt").exists()  # checkpoints carry their own config: they stay
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and "lr, seeds" in lines[0] and str(dest) in lines[0]
+def test_named_seed_streams_never_coincide():
+    """`--seeds 0 10` used to let `10 + offset` meet `0 + offset'`; named streams cannot collide."""
+    draws = {(seed, purpose, key): numpy_rng(seed, purpose, key).integers(2**62)
+             for seed in (0, 1, 10, 1000) for purpose in ("data", "init", "noise") for key in (0, 1, 1000)}
+    assert len(set(draws.values())) == len(draws)
+    assert torch.equal(torch.rand(4, generator=torch_generator(3, "data")),
+                       torch.rand(4, generator=torch_generator(3, "data")))
+    assert not torch.equal(torch.rand(4, generator=torch_generator(3, "data")),
+                           torch.rand(4, generator=torch_generator(3, "init")))
 
 
-def test_prepare_output_dir_never_reuses_a_previous_folder(tmp_path):
-    _saved_run(Exp2Config(out_dir=str(tmp_path)), tmp_path)
-    first = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.5))
-    write_json(tmp_path / "results" / "config.json", dataclasses.asdict(Exp2Config(out_dir=str(tmp_path), lr=0.5)))
-    second = prepare_output_dir(Exp2Config(out_dir=str(tmp_path), lr=0.25))  # most likely within the same second
-    assert first != second and (first / "results").exists() and (second / "results").exists()
-
-
-def test_prepare_output_dir_moves_an_unreadable_config_aside(tmp_path):
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "config.json").write_text("{truncated")
-    dest = prepare_output_dir(Exp2Config(out_dir=str(tmp_path)))
-    assert (dest / "results" / "config.json").read_text() == "{truncated"
-
-
-def test_config_differences_ignores_presentation_fields_only():
-    saved = {"lr": 0.1, "seeds": [0, 1], "quiet": False, "device": "auto", "gone": 1}
-    new = {"lr": 0.1, "seeds": (0, 1), "quiet": True, "device": "cpu", "added": 2}
-    assert config_differences(saved, new) == ["added", "gone"]
-    assert config_differences(saved, {**saved, "lr": np.float64(0.2)}) == ["lr"]
+def test_staged_outputs_replace_all_files_at_once_and_keep_the_others(tmp_path):
+    write_json(tmp_path / "results" / "metrics.json", {"old": 1})
+    write_json(tmp_path / "results" / "sweep.json", {"sweep": 1})  # another script's file
+    staged = StagedOutputs(tmp_path)
+    write_json(staged.results / "metrics.json", {"new": 1})
+    (staged.plots).mkdir(parents=True)
+    (staged.plots / "a.png").write_bytes(b"png")
+    assert read_json(tmp_path / "results" / "metrics.json") == {"old": 1}  # nothing moves before publish()
+    published = staged.publish()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in published) == ["plots/a.png", "results/metrics.json"]
+    assert read_json(tmp_path / "results" / "metrics.json") == {"new": 1}
+    assert read_json(tmp_path / "results" / "sweep.json") == {"sweep": 1}
+    assert not staged.staging.exists()

@@ -1,0 +1,112 @@
+"""A table of bad invocations across the three experiments: each is refused before any work.
+
+Every row must exit with code 2, print exactly one line on stderr (no traceback) and nothing on
+stdout, write or move no file anywhere in the repository (committed findings, runs/, checkpoints),
+and do so in under 5 s. The rows run in-process (`main(argv)`), as a user's command line would,
+without `--out-dir` unless the row is about it, so the default output folders are the ones at risk.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.config import available_cpus
+
+SCRIPTS = {"exp1": "exp1_spectral_cliff.run_experiment", "exp2": "exp2_funnel_heatmap.run_experiment",
+           "exp3": "exp3_planning_efficiency.run_experiment", "sweep1": "exp1_spectral_cliff.sweep_lambda",
+           "sweep2": "exp2_funnel_heatmap.sweep", "tune3": "exp3_planning_efficiency.tune"}
+EMPTY = "<empty tmp folder>"
+TOO_MANY_CPUS = str(available_cpus() + 1)
+
+BAD = [  # (script, flags, what is wrong)
+    ("exp1", ["--lr", "inf"], "non-finite float"),
+    ("exp1", ["--lr", "-inf"], "non-finite float written like a flag"),
+    ("exp1", ["--dt-model", "inf"], "non-finite float"),
+    ("exp1", ["--hf-noise-sigma", "nan"], "NaN"),
+    ("exp1", ["--lambda-sweep", "0.1", "-inf"], "non-finite list element"),
+    ("exp1", ["--seeds", "-1"], "seed below numpy's range"),
+    ("exp1", ["--seeds", "99999999999"], "seed above numpy's range"),
+    ("exp1", ["--seeds", "1" + "0" * 30], "seed beyond any integer type"),
+    ("exp1", ["--horizons", "100000"], "absurd horizon (hangs)"),
+    ("exp1", ["--num-train-trajectories", "1000000"], "absurd data size (hangs)"),
+    ("exp1", ["--num-train-trajectories", "100000", "--trajectory-steps", "10000"], "data would need ~200 GiB"),
+    ("exp1", ["--horizons", "1000", "--num-eval-states", "10000", "--num-test-trajectories", "10000"],
+     "Jacobians would need ~10 GiB"),
+    ("exp1", ["--num-threads", "100000"], "more threads than CPUs (segfaulted)"),
+    ("exp1", ["--num-threads", TOO_MANY_CPUS], "more threads than CPUs"),
+    ("exp1", ["--quick", "--no-quick"], "contradictory flags"),
+    ("exp1", ["--train-steps", "ten"], "bad type"),
+    ("exp1", ["--horizons", "-5"], "out of range"),
+    ("exp1", ["--variants", "flat", "bogus"], "unknown choice"),
+    ("exp1", ["--dt-model", "0.013"], "not a multiple of dt"),
+    ("exp1", ["--trian-steps", "5"], "misspelt flag"),
+    ("exp1", ["--num-eval-states", "999"], "more eval states than test trajectories"),
+    ("exp1", ["--plots-only", "--out-dir", EMPTY], "--plots-only with nothing saved"),
+    ("exp1", ["--out-dir", "/proc/x"], "impossible out-dir"),
+    ("sweep1", ["--lambda-sweep", "nan"], "sweep script: NaN"),
+    ("exp2", ["--train-steps", "1000000"], "absurd training length (hangs)"),
+    ("exp2", ["--basin-grid-resolution", "100000"], "absurd grid (traceback)"),
+    ("exp2", ["--batch-size", "100000000"], "absurd batch (tried to allocate 80 GB)"),
+    ("exp2", ["--batch-size", "65536", "--hidden-dim", "4096", "--num-layers", "16"], "a step would need ~190 GiB"),
+    ("exp2", ["--gd-lr-basin", "inf"], "non-finite float"),
+    ("exp2", ["--sweep-sigmas", "0.1", "inf"], "non-finite list element"),
+    ("exp2", ["--hf-noise-sigma", "0"], "out of range"),
+    ("exp2", ["--grid-resolution", "1.5"], "bad type"),
+    ("exp2", ["--hf-form", "magic"], "unknown choice"),
+    ("exp2", ["--seeds", "0", "0"], "duplicate seeds"),
+    ("exp2", ["--tuning-seed", "1"], "tuning seed among the reported seeds"),
+    ("exp2", ["--seeds"], "missing value"),
+    ("exp2", ["--no-such-flag"], "unknown flag"),
+    ("exp2", ["--device", "tpu"], "unknown device"),
+    ("exp2", ["--quiet", "--quiet"], "a flag given twice"),
+    ("exp2", ["--plots-only", "--lr", "0.5"], "--plots-only for a config never run"),
+    ("sweep2", ["--sweep-lambdas", "-1"], "sweep script: out of range"),
+    ("exp3", ["--num-eval-episodes", "100000"], "absurd episode count (hangs)"),
+    ("exp3", ["--num-walks", "100000000"], "absurd data size (traceback)"),
+    ("exp3", ["--helm-top-k", "100000"], "more macro-actions than exist"),
+    ("exp3", ["--cem-horizon", "100000"], "absurd CEM horizon"),
+    ("exp3", ["--cem-num-samples", "100000", "--num-eval-episodes", "1000"], "CEM batch would need ~150 GiB"),
+    ("exp3", ["--jobs", "1000"], "more worker processes than CPUs"),
+    ("exp3", ["--jobs", TOO_MANY_CPUS], "more worker processes than CPUs"),
+    ("exp3", ["--model-lr", "nan"], "NaN"),
+    ("exp3", ["--env-id", "MiniGrid-NoSuchEnv-v0"], "unknown env id"),
+    ("exp3", ["--cem-elite-frac", "1.5"], "out of range"),
+    ("exp3", ["--planners", "astar"], "unknown choice"),
+    ("exp3", ["--quick=maybe"], "a boolean flag given a value"),
+    ("exp3", ["--planning-horizons", "10", "200"], "a horizon no task of the maze has"),
+    ("exp3", ["--plots-only", "--quick", "--tuning-seed", "4321"], "--plots-only for a config never run"),
+    ("tune3", ["--num-walks", "0"], "tuning script: out of range"),
+]
+if not torch.cuda.is_available():
+    BAD.append(("exp1", ["--device", "cuda"], "cuda without a GPU (traceback)"))
+    BAD.append(("exp3", ["--device", "cuda"], "cuda without a GPU"))
+
+
+def test_the_table_is_large_and_covers_every_experiment():
+    assert len(BAD) >= 40
+    assert {row[0][:4] for row in BAD} >= {"exp1", "exp2", "exp3"}
+
+
+@pytest.mark.parametrize("script,flags,why", BAD, ids=[f"{s}:{' '.join(f)}" for s, f, _ in BAD])
+def test_bad_invocation_is_refused_before_any_work(script, flags, why, tmp_path, capsys, repo_files):
+    flags = [str(tmp_path / "empty") if f == EMPTY else f for f in flags]
+    (tmp_path / "empty").mkdir()
+    main = importlib.import_module(SCRIPTS[script]).main
+    before = repo_files()
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_info:
+        main(flags)
+    seconds = time.perf_counter() - start
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2, why
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    assert repo_files() == before, "a refused invocation wrote or moved a file in the repository"
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"] and not any((tmp_path / "empty").iterdir())
+    assert seconds < 5, f"refusing took {seconds:.1f} s"
