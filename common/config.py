@@ -245,7 +245,7 @@ class Exp1Config(RunConfig):
     train_steps: int = param(3000, "optimizer steps per model", "model", ge=1, le=100_000)
     batch_size: int = param(256, "training batch size (windows)", "model", ge=1, le=65_536)
     lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)", "model", gt=0)
-    lambda_spectral: float = param(0.1, "weight of the hinge on the per-step spectral norm", "model", ge=0)
+    lambda_spectral: float = param(0.2, "weight of the hinge on the per-step spectral norm", "model", ge=0)
     lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the transition", "model", ge=0)
     hf_noise_sigma: float = param(0.05, "std of the input noise of the HF-invariance loss (normalized units)",
                                   "model", gt=0, le=10)

@@ -83,6 +83,10 @@ def progress(iterable=None, quiet: bool = False, **kwargs):
 # atomic I/O
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and `os.replace`.
 
@@ -92,6 +96,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -126,6 +131,13 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write `obj` as indented JSON."""
     atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
+
+
+def write_npz(path: Path, arrays: dict) -> None:
+    """Atomically write arrays as a compressed .npz (the plots are redrawn from such files)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: Path) -> Any:

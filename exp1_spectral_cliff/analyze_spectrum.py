@@ -21,7 +21,7 @@ import torch
 
 from common import viz_utils
 from common.jacobian_utils import rollout_log_norms
-from common.runs import criterion, torch_generator
+from common.runs import criterion, torch_generator, write_npz
 from exp1_spectral_cliff.models import EnsembleStepModel, rollout
 
 NAMES = ("true", "flat", "spectral", "hf", "helm")
@@ -154,8 +154,8 @@ def analyze_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
 
 def save_arrays(path: Path, cfg, arrays: dict) -> None:
     flat = {f"{name}/{k}": v for name, group in arrays.items() for k, v in group.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, horizons=np.asarray(cfg.horizons), planning_horizons=np.asarray(cfg.planning_horizons), **flat)
+    write_npz(path, {"horizons": np.asarray(cfg.horizons), "planning_horizons": np.asarray(cfg.planning_horizons),
+                     **flat})
 
 
 def load_arrays(path: Path) -> dict:

@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import io
 import sys
 
 import numpy as np
 
 from common.config import Exp2Config, parse
-from common.runs import (StagedOutputs, Timer, atomic_write_bytes, criterion, finish, read_json, seed_everything,
-                         setup_torch, write_results)
+from common.runs import (StagedOutputs, Timer, criterion, finish, read_json, seed_everything, setup_torch, write_npz,
+                         write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
 from exp2_funnel_heatmap.sweep import plot_sweep
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
         arrays = dict(np.load(out / "results" / "exp2_arrays.npz"))
     else:
         arrays = measure(cfg, device)
-        save_arrays(staged.results / "exp2_arrays.npz", arrays)
+        write_npz(staged.results / "exp2_arrays.npz", arrays)
         metrics = summarize(arrays, arrays["final_loss"])
         metrics["sweep"] = sweep if sweep is not None else "not run (python sweep.py)"
         criteria = criteria_rows(metrics)
@@ -73,13 +72,6 @@ def main(argv=None) -> int:
         print("\n".join(f"wrote {p}" for p in outputs))
         return 0
     return finish(cfg, criteria, outputs, timer.seconds())
-
-
-def save_arrays(path, arrays: dict) -> None:
-    """Atomically write the analysis arrays (the plots are rebuilt from this file)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def print_table(m: dict) -> None:

@@ -10,7 +10,6 @@ identically.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -20,8 +19,9 @@ import numpy as np
 import torch
 
 from common.config import Exp3Config, identity, parse
-from common.runs import (StagedOutputs, Timer, atomic_write_bytes, finish, load_checkpoint_if_matches, numpy_rng,
-                         progress, save_checkpoint, seed_everything, setup_torch, torch_generator, write_results)
+from common.runs import (StagedOutputs, Timer, finish, load_checkpoint_if_matches, numpy_rng,
+                         progress, save_checkpoint, seed_everything, setup_torch, torch_generator, write_npz,
+                         write_results)
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import FastMaze, collect_random_walks, sample_tasks
 from exp3_planning_efficiency.run_planning import run_episodes
@@ -157,17 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                                  timer.seconds(), device)
     arrays = {f"{kind}_seed{s}": np.asarray(curve, dtype=np.float32)
               for s, r in per_seed.items() for kind, curve in r["loss_curves"].items()}
-    save_arrays(staged.results / "exp3_arrays.npz", arrays)
+    write_npz(staged.results / "exp3_arrays.npz", arrays)
     analyze_planning.plot_all(metrics_path, arrays, staged.plots)
     print_success_table(table, cfg)
     return finish(cfg, criteria, staged.publish(), timer.seconds())
-
-
-def save_arrays(path: Path, arrays: dict) -> None:
-    """Atomically write the per-step loss curves (the training-curves plot is rebuilt from them)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def print_success_table(table: dict, cfg) -> None:
