@@ -6,6 +6,9 @@ connecting wall gaps follow a random spanning tree of the room graph, drawn once
 Shortest paths (turns count) reach ~70 actions, enough for tasks at horizons 10..80, which FourRooms
 (max 36) and Empty-16x16 (max 28) cannot pose. Actions: 0 left, 1 right, 2 forward.
 
+Layouts are a family: `layout_seed` (an env kwarg, `gym.make(ENV_ID, layout_seed=s)`) draws one of
+~10^7 spanning-tree mazes, and `layout_split` draws a train set and a disjoint test set of them.
+
 Observations are MiniGrid's fully observable symbolic image (W, H, 3) = [object, colour, state],
 indexed [x, y], with the agent cell [10, 0, dir] (`FullyObsWrapper`). `FastMaze` reproduces turn /
 forward / walls and the observation with numpy for data collection (~1e6 steps/s instead of ~1.6e3);
@@ -23,6 +26,8 @@ from minigrid.minigrid_env import MiniGridEnv
 from minigrid.wrappers import FullyObsWrapper
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
+
+from common.runs import numpy_rng
 
 ENV_ID = "HELM-SpanningMaze-v0"
 NUM_ACTIONS = 3
@@ -77,9 +82,28 @@ def spanning_tree_gaps(rooms: int, room_size: int, layout_seed: int) -> list[tup
 gym.register(id=ENV_ID, entry_point=SpanningMazeEnv)
 
 
-def make_env(env_id: str = ENV_ID) -> FullyObsWrapper:
-    """The real MiniGrid env with the fully observable symbolic observation."""
-    return FullyObsWrapper(gym.make(env_id))
+def layout_split(num_train: int, num_test: int, split_seed: int, rooms: int = 3, room_size: int = 5
+                 ) -> tuple[list[int], list[int]]:
+    """Layout seeds of a train set and a test set, drawn from `split_seed`'s named streams: no two
+    layouts in them have the same walls, so no test layout is ever seen in training."""
+    walls = lambda s: tuple(sorted(spanning_tree_gaps(rooms, room_size, s)))
+    taken: set = set()
+    sets = []
+    for purpose, size in (("exp3-train-layouts", num_train), ("exp3-test-layouts", num_test)):
+        rng, chosen = numpy_rng(split_seed, purpose), []
+        while len(chosen) < size:
+            seed = int(rng.integers(2**31))
+            if walls(seed) not in taken:
+                taken.add(walls(seed))
+                chosen.append(seed)
+        sets.append(chosen)
+    return sets[0], sets[1]
+
+
+def make_env(env_id: str = ENV_ID, **env_kwargs) -> FullyObsWrapper:
+    """The real MiniGrid env with the fully observable symbolic observation (kwargs, e.g.
+    `layout_seed`, go to the env's constructor)."""
+    return FullyObsWrapper(gym.make(env_id, **env_kwargs))
 
 
 def set_pose(env: FullyObsWrapper, pose) -> np.ndarray:
@@ -107,8 +131,8 @@ class FastMaze:
     transition table, read off the same turn/forward/wall rules MiniGrid applies.
     """
 
-    def __init__(self, env_id: str = ENV_ID):
-        env = make_env(env_id)
+    def __init__(self, env_id: str = ENV_ID, **env_kwargs):
+        env = make_env(env_id, **env_kwargs)
         env.reset(seed=0)
         self.base_image = env.unwrapped.grid.encode()  # (W, H, 3) without the agent
         env.close()

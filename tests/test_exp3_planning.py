@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from common.config import Exp3Config
 from exp3_planning_efficiency import analyze_planning, run_experiment
-from exp3_planning_efficiency.env_minigrid import (AGENT, ENV_ID, NUM_ACTIONS, FastMaze, SpanningMazeEnv, make_env,
-                                                   poses_from_images, sample_tasks, set_pose)
+from exp3_planning_efficiency.env_minigrid import (AGENT, ENV_ID, NUM_ACTIONS, FastMaze, SpanningMazeEnv, layout_split,
+                                                   make_env, poses_from_images, sample_tasks, set_pose,
+                                                   spanning_tree_gaps)
 from exp3_planning_efficiency.planners import MODEL_PLANNERS, flat_gd, helm
 from exp3_planning_efficiency.run_planning import goal_embedding, run_episodes
 from exp3_planning_efficiency.world_models import GoalEnergy, SnappedEnergy, SnappedModel, WorldModel
@@ -581,3 +582,44 @@ def test_parallel_seeds_give_the_same_results(tmp_path):
             other = runs[2]["success"][planner][T]
             assert {k: v for k, v in row.items() if "seconds" not in k} == \
                    {k: v for k, v in other.items() if "seconds" not in k}
+
+
+# ----------------------------------------------------------------------------------------------
+# the layout family (train / test layouts)
+
+
+def test_layouts_are_seeded_connected_and_the_split_is_disjoint():
+    train, test = layout_split(40, 20, split_seed=0)
+    assert (train, test) == layout_split(40, 20, split_seed=0) and len(set(train)) == 40
+    walls = lambda s: tuple(sorted(spanning_tree_gaps(3, 5, s)))
+    assert not {walls(s) for s in train} & {walls(s) for s in test}
+    assert layout_split(40, 20, split_seed=1)[0] != train
+    for seed in train[:5] + test[:5]:
+        maze = FastMaze(layout_seed=seed)
+        assert np.isfinite(maze.cell_distances()).all()  # a spanning tree joins every room
+        assert maze.num_poses == 4 * (9 * 25 + 8)  # 9 rooms of 5x5 cells and 8 gaps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout_seed", [11, 12345, 2**31 - 5])
+def test_fast_maze_equals_minigrid_on_other_layouts(layout_seed):
+    maze = FastMaze(layout_seed=layout_seed)
+    env = make_env(layout_seed=layout_seed)
+    env.reset(seed=layout_seed)
+    assert (env.unwrapped.grid.encode() == maze.base_image).all()
+    rng = np.random.default_rng(layout_seed)
+    i = int(rng.integers(maze.num_poses))
+    set_pose(env, maze.poses[i])
+    for a in rng.integers(NUM_ACTIONS, size=300):
+        obs, *_ = env.step(int(a))
+        i = maze.next_pose[i, a]
+        assert (obs["image"] == maze.images(maze.poses[i][None])[0]).all()
+    env.close()
+
+
+def test_env_reset_is_reproducible_per_seed_and_layout():
+    env = make_env(layout_seed=7)
+    first = env.reset(seed=3)[0]["image"]
+    assert (env.reset(seed=3)[0]["image"] == first).all()
+    other = make_env(layout_seed=8).reset(seed=3)[0]["image"]
+    assert not (other[..., 0] == first[..., 0]).all()  # another layout has other walls
