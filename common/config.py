@@ -322,6 +322,8 @@ class Exp2Config(RunConfig):
                          choices=("mollified_target", "consistency"))
     lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency)", "model", ge=0)
     hf_noise_sigma: float = param(0.05, "std of delta ~ N(0, sigma^2 I)", "model", gt=0, le=1000)
+    hf_target_draws: int = param(8, "noise draws averaged into each mollified target (hf_form=mollified_target)",
+                                 "model", ge=1, le=1024)
     # analysis
     grid_resolution: int = param(200, "grid for energy plots and spurious-minima counts", "eval", ge=3, le=2000)
     basin_grid_resolution: int = param(50, "start grid (per side) of the basin-coverage test", "eval", ge=1, le=400)
@@ -344,8 +346,9 @@ class Exp2Config(RunConfig):
         models = 3 * len(self.seeds)  # Flat, HELM and the other HF form per seed, trained as one batch
         width = 2 * self.num_fourier_features + self.hidden_dim * self.num_layers
         _require_memory("a training step (models x batch x width)", models * self.batch_size * width * 4 * 12)
+        # the grid's activations of every layer are alive at once under no_grad, plus a margin
         _require_memory("the energy grid (models x grid^2 x width)",
-                        models * self.grid_resolution ** 2 * width * 4 * 4)
+                        models * self.grid_resolution ** 2 * (width + self.hidden_dim) * 4 * 1.5)
 
 
 EXP3_ENV_IDS = ("HELM-SpanningMaze-v0",)

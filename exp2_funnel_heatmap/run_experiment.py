@@ -21,18 +21,44 @@ from exp2_funnel_heatmap.training import specs_for_run, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import analyze, make_plots, summarize
 
 
-def criteria_rows(m: dict) -> list:
-    cov, spur = m["coverage"], m["spurious_minima"]
-    helm, flat, moll = cov["helm"]["mean"], cov["flat"]["mean"], cov["mollified"]["mean"]
+def criteria_rows(m: dict, seed_index: int | None = None) -> list:
+    """The criteria over all seeds (means, worst seed), or on one seed alone (`seed_index`)."""
+    def per_seed(group: dict, name: str) -> list:
+        values = group[name]["per_seed"]
+        return values if seed_index is None else [values[seed_index]]
+
+    def mean(name: str):
+        values = [v for v in per_seed(m["coverage"], name) if v is not None and np.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    helm, flat, moll = mean("helm"), mean("flat"), mean("mollified")
     floor = 1.0 / m["num_basin_starts"]  # a 0 % Flat counts as one start, so the ratio stays finite
+    spur_helm, spur_flat = per_seed(m["spurious_minima"], "helm"), per_seed(m["spurious_minima"], "flat")
     return [
         criterion("HELM basin coverage (mean over seeds)", "> 60 %", 100 * helm, lambda v: v > 60),
         criterion("Flat basin coverage (mean over seeds)", "<= 20 %", 100 * flat, lambda v: v <= 20),
         criterion("HELM / Flat coverage", ">= 4x", helm / max(flat, floor), lambda v: v >= 4),
-        criterion("HELM spurious minima (worst seed)", "<= 2", max(spur["helm"]["per_seed"]), lambda v: v <= 2),
-        criterion("Flat spurious minima (fewest, over seeds)", ">= 8", min(spur["flat"]["per_seed"]), lambda v: v >= 8),
+        criterion("HELM spurious minima (worst seed)", "<= 2", max(spur_helm), lambda v: v <= 2),
+        criterion("Flat spurious minima (fewest, over seeds)", ">= 8", min(spur_flat), lambda v: v >= 8),
         criterion("|HELM - exact mollified| coverage", "<= 10 points", 100 * abs(helm - moll), lambda v: v <= 10),
+        criterion("HELM basin coverage (worst seed)", ">= 90 %", 100 * min(per_seed(m["coverage"], "helm")),
+                  lambda v: v >= 90),
     ]
+
+
+def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
+    """Each criterion evaluated on every seed alone: median and worst measurement, seeds passing
+    ("worst" is the lowest value for a ">" target, the highest for a "<" one)."""
+    per_seed = [criteria_rows(m, i) for i in range(len(seeds))]
+    spread = []
+    for j, row in enumerate(per_seed[0]):
+        measured = np.array([np.nan if rows[j].measured is None else rows[j].measured for rows in per_seed])
+        worst = np.nanmin(measured) if row.target.startswith(">") else np.nanmax(measured)
+        spread.append({"name": row.name, "target": row.target, "median": float(np.nanmedian(measured)),
+                       "worst": float(worst), "seeds_passing": sum(rows[j].passed for rows in per_seed),
+                       "seeds": len(seeds), "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
+                       "per_seed": measured.tolist()})
+    return spread
 
 
 def measure(cfg, device) -> dict:
@@ -62,8 +88,10 @@ def main(argv=None) -> int:
         metrics = summarize(arrays, arrays["final_loss"])
         metrics["sweep"] = sweep if sweep is not None else "not run (python sweep.py)"
         criteria = criteria_rows(metrics)
+        metrics["criteria_per_seed"] = criteria_spread(metrics, cfg.seeds)
         write_results(cfg, staged.results, "exp2_funnel_heatmap", metrics, criteria, timer.seconds(), device)
         print_table(metrics)
+        print_spread(metrics["criteria_per_seed"])
     make_plots(arrays, staged.plots)
     if sweep is not None:
         plot_sweep(sweep, staged.plots / "exp2_sweep.png")
@@ -72,6 +100,14 @@ def main(argv=None) -> int:
         print("\n".join(f"wrote {p}" for p in outputs))
         return 0
     return finish(cfg, criteria, outputs, timer.seconds())
+
+
+def print_spread(spread: list[dict]) -> None:
+    print(f"\neach criterion on each seed alone ({spread[0]['seeds']} seeds)")
+    print(f"{'criterion':<44}{'target':>14}{'median':>10}{'worst':>10}{'seeds passing':>15}")
+    for row in spread:
+        print(f"{row['name']:<44}{row['target']:>14}{row['median']:>10.4g}{row['worst']:>10.4g}"
+              f"{row['seeds_passing']:>9} / {row['seeds']}")
 
 
 def print_table(m: dict) -> None:

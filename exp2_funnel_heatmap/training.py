@@ -50,18 +50,19 @@ def build_ensemble(specs: list[ModelSpec], cfg) -> EnergyEnsemble:
                           cfg.hidden_dim, cfg.num_layers, offset, scale)
 
 
-def _data_chunk(gens, specs, steps, batch, L):
-    """x (steps, M, B, 2) uniform on the domain and unit-variance noise of the same shape."""
+def _data_chunk(gens, specs, steps, batch, L, draws):
+    """x (steps, M, B, 2) uniform on the domain and unit-variance noise (steps, M, B, draws, 2)."""
     xs, ds = [], []
     for g in gens:
         xs.append((torch.rand(steps, batch, 2, generator=g) * 2 - 1) * L)
-        ds.append(torch.randn(steps, batch, 2, generator=g))
+        ds.append(torch.randn(steps, batch, draws, 2, generator=g))
     return torch.stack(xs, 1), torch.stack(ds, 1)
 
 
 def per_model_loss(model, x, noise, specs, p) -> torch.Tensor:
-    """The loss of every model on its batch: x, noise (M, B, 2) -> (M,)."""
-    sigma = torch.tensor([s.sigma for s in specs], device=x.device).view(-1, 1, 1)
+    """The loss of every model on its batch: x (M, B, 2), noise (M, B, K, 2) -> (M,). The
+    mollified target averages its K draws; the consistency form uses the first."""
+    sigma = torch.tensor([s.sigma for s in specs], device=x.device).view(-1, 1, 1, 1)
     delta = noise * sigma
     E_x = model(x)
     is_flat, is_moll, is_cons = (torch.tensor([s.form == f for s in specs], device=x.device) for f in FORMS)
@@ -70,7 +71,7 @@ def per_model_loss(model, x, noise, specs, p) -> torch.Tensor:
     if is_cons.any():  # the second forward pass only for the consistency models
         idx = is_cons.nonzero().squeeze(1)
         lam = torch.tensor([s.lam for s in specs], device=x.device)[idx]
-        hf = lam * consistency_loss(E_x[idx], model(x[idx] + delta[idx], models=idx))
+        hf = lam * consistency_loss(E_x[idx], model(x[idx] + delta[idx, :, 0], models=idx))
         loss = loss.index_add(0, idx, hf)
     assert bool((is_flat | is_moll | is_cons).all()), f"unknown form in {specs}"
     return loss
@@ -91,7 +92,7 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
     for step in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
         if step % CHUNK == 0:
             xs, ns = _data_chunk(gens, specs, min(CHUNK, cfg.train_steps - step), cfg.batch_size,
-                                 p.L * (1 + cfg.train_margin))
+                                 p.L * (1 + cfg.train_margin), cfg.hf_target_draws)
             xs, ns = xs.to(device), ns.to(device)
         loss = per_model_loss(model, xs[step % CHUNK], ns[step % CHUNK], specs, p) / scale2
         opt.zero_grad(set_to_none=True)

@@ -83,10 +83,20 @@ def test_hf_consistency_loss_zero_for_constant_positive_for_ripples():
 def test_mollified_target_loss_prefers_the_mollified_energy():
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(1, 20000, 2, generator=g, dtype=torch.float64) * 2 - 1) * P.L
-    delta = torch.randn(1, 20000, 2, generator=g, dtype=torch.float64) * 0.05
+    delta = torch.randn(1, 20000, 1, 2, generator=g, dtype=torch.float64) * 0.05
     loss_moll = mollified_target_loss(energy(x, P, 0.05), x, delta, P)
     loss_true = mollified_target_loss(energy(x, P), x, delta, P)
     assert float(loss_moll) < 0.8 * float(loss_true)
+
+
+def test_more_target_draws_only_lower_the_noise_around_the_mollified_energy():
+    """The loss at E*_sigma itself is the target estimator's variance: it falls like 1/K."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(1, 20000, 2, generator=g, dtype=torch.float64) * 2 - 1) * P.L
+    losses = {K: float(mollified_target_loss(energy(x, P, 0.05), x,
+                                             torch.randn(1, 20000, K, 2, generator=g, dtype=torch.float64) * 0.05, P))
+              for K in (1, 4, 16)}
+    assert 3.0 < losses[1] / losses[4] < 5.0 and 3.0 < losses[4] / losses[16] < 5.0
 
 
 def test_batched_training_equals_training_alone():
@@ -162,3 +172,24 @@ def test_bad_input_exits_2_with_one_line(tmp_path, flags):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_criteria_on_each_seed_alone_and_their_spread():
+    """Seed 8 fails the coverage rows (70 %, 30 points from the exact funnel) and seed 9 the minima row."""
+    stats = lambda values: {"mean": sum(values) / len(values), "per_seed": values}
+    m = {"coverage": {"helm": stats([1.0, 0.7, 0.95]), "flat": stats([0.05, 0.05, 0.06]),
+                      "mollified": stats([1.0, 1.0, 1.0])},
+         "spurious_minima": {"helm": stats([0, 1, 3]), "flat": stats([24, 24, 20])}, "num_basin_starts": 2500}
+    assert [c.passed for c in run_experiment.criteria_rows(m, seed_index=0)] == [True] * 7
+    one = {c.name: c for c in run_experiment.criteria_rows(m, seed_index=1)}
+    assert one["HELM basin coverage (worst seed)"].measured == pytest.approx(70.0)
+    assert not one["|HELM - exact mollified| coverage"].passed
+    spread = {row["name"]: row for row in run_experiment.criteria_spread(m, [7, 8, 9])}
+    assert spread["HELM basin coverage (worst seed)"]["seeds_passing"] == 2
+    assert spread["HELM basin coverage (worst seed)"]["failing_seeds"] == [8]
+    assert spread["HELM basin coverage (worst seed)"]["worst"] == pytest.approx(70.0)
+    assert spread["HELM spurious minima (worst seed)"]["failing_seeds"] == [9]
+    assert spread["HELM spurious minima (worst seed)"]["worst"] == 3
+    assert spread["Flat spurious minima (fewest, over seeds)"]["worst"] == 20
+    pooled = {c.name: c for c in run_experiment.criteria_rows(m)}
+    assert pooled["HELM spurious minima (worst seed)"].measured == 3 and not pooled["HELM basin coverage (worst seed)"].passed
