@@ -53,9 +53,11 @@ def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
     spread = []
     for j, row in enumerate(per_seed[0]):
         measured = np.array([np.nan if rows[j].measured is None else rows[j].measured for rows in per_seed])
-        worst = np.nanmin(measured) if row.target.startswith(">") else np.nanmax(measured)
-        spread.append({"name": row.name, "target": row.target, "median": float(np.nanmedian(measured)),
-                       "worst": float(worst), "seeds_passing": sum(rows[j].passed for rows in per_seed),
+        finite = measured[np.isfinite(measured)]  # a diverged model has no measurement
+        worst = (finite.min() if row.target.startswith(">") else finite.max()) if finite.size else None
+        spread.append({"name": row.name, "target": row.target,
+                       "median": float(np.median(finite)) if finite.size else None,
+                       "worst": None if worst is None else float(worst), "seeds_passing": sum(rows[j].passed for rows in per_seed),
                        "seeds": len(seeds), "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
                        "per_seed": measured.tolist()})
     return spread
@@ -105,8 +107,9 @@ def main(argv=None) -> int:
 def print_spread(spread: list[dict]) -> None:
     print(f"\neach criterion on each seed alone ({spread[0]['seeds']} seeds)")
     print(f"{'criterion':<44}{'target':>14}{'median':>10}{'worst':>10}{'seeds passing':>15}")
+    show = lambda v: "n/a" if v is None else f"{v:.4g}"
     for row in spread:
-        print(f"{row['name']:<44}{row['target']:>14}{row['median']:>10.4g}{row['worst']:>10.4g}"
+        print(f"{row['name']:<44}{row['target']:>14}{show(row['median']):>10}{show(row['worst']):>10}"
               f"{row['seeds_passing']:>9} / {row['seeds']}")
 
 

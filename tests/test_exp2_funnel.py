@@ -135,7 +135,7 @@ def test_quick_run_writes_plots_and_metrics_is_deterministic_and_resumes(tmp_pat
     m = _metrics(a)
     assert {"experiment", "config", "seeds", "runtime_seconds", "environment", "criteria"} <= set(m)
     assert set(m["coverage"]) == {"true", "mollified", "flat", "helm", "helm_consistency"}
-    assert len(m["criteria"]) == 6 and all(c["measured"] is not None for c in m["criteria"])
+    assert len(m["criteria"]) == 7 and len(m["criteria_per_seed"]) == 7 and all(c["measured"] is not None for c in m["criteria"])
     assert run_experiment.main(["--quick", "--quiet", "--out-dir", str(b)]) == 0  # fresh: retrains
     assert run_experiment.main(["--quick", "--quiet", "--out-dir", str(a)]) == 0  # resumes from checkpoints
     for other in (_metrics(b), _metrics(a)):

@@ -66,7 +66,7 @@ def checked_argv(words: list[str]) -> list[str]:
         return [*words, "--check"]
     if words[1].startswith("tests/") or "--help" in words:
         return words if "--help" in words else [*words, "--help"]
-    return [*words, "--dry-run"]
+    return words if "--dry-run" in words else [*words, "--dry-run"]
 
 
 @pytest.mark.parametrize("readme", READMES)
