@@ -115,8 +115,8 @@ class RunConfig:
                          "else runs/<experiment>/<UTC time>-<config hash>/)", "run")
     quiet: bool = param(False, "no progress bars", "run")
     strict: bool = param(False, "exit 1 when a success criterion FAILs (default: exit 0)", "run")
-    plots_only: bool = param(False, "rebuild metrics and plots from the saved results of this config "
-                             "(no training)", "run")
+    plots_only: bool = param(False, "redraw every plot from the saved results of this config (no training)",
+                             "run")
     dry_run: bool = param(False, "validate, print the output folder and exit (no work, nothing written)", "run")
 
     experiment_folder = ""  # class attribute, set by subclasses
