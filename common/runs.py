@@ -28,7 +28,7 @@ def seed_everything(seed: int) -> None:
     """Seed python's, numpy's and torch's global generators from the seed's "global" stream (used by
     module initializers that take no generator; everything else draws from its own named stream,
     `numpy_rng` / `torch_generator`)."""
-    state = int(seed_stream(seed, "global").generate_state(1, np.uint64)[0]) & (2**63 - 1)
+    state = _stream_int(seed, "global")
     random.seed(state)
     np.random.seed(state % 2**32)
     torch.manual_seed(state)
@@ -47,6 +47,11 @@ def seed_stream(seed: int, purpose: str, *keys: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(key, *(int(k) for k in keys)))
 
 
+def _stream_int(seed: int, purpose: str, *keys: int) -> int:
+    """One 63-bit integer from the named stream: the seed of a generator that takes an int."""
+    return int(seed_stream(seed, purpose, *keys).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+
+
 def numpy_rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:
     """A numpy Generator on the named stream (see `seed_stream`)."""
     return np.random.default_rng(seed_stream(seed, purpose, *keys))
@@ -54,8 +59,7 @@ def numpy_rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:
 
 def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch Generator on the named stream (see `seed_stream`)."""
-    state = int(seed_stream(seed, purpose, *keys).generate_state(1, np.uint64)[0]) & (2**63 - 1)
-    return torch.Generator(device).manual_seed(state)
+    return torch.Generator(device).manual_seed(_stream_int(seed, purpose, *keys))
 
 
 def setup_torch(cfg) -> torch.device:

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_torch(cfg)
     staged = StagedOutputs(out)
     if cfg.plots_only:
-        plots = analyze_planning.plot_all(out / "results" / "metrics.json",
+        analyze_planning.plot_all(out / "results" / "metrics.json",
                                           dict(np.load(out / "results" / "exp3_arrays.npz")), staged.plots)
         print("\n".join(f"wrote {p}" for p in staged.publish()))
         return 0
