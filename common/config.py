@@ -351,80 +351,101 @@ class Exp2Config(RunConfig):
                         models * self.grid_resolution ** 2 * (width + self.hidden_dim) * 4 * 1.5)
 
 
-EXP3_ENV_IDS = ("HELM-SpanningMaze-v0",)
+EXP3_TRACKS = ("unseen-layouts", "limited-data", "fourrooms")
+EXP3_PLANNERS = ("helm", "helm_no_coarse", "helm_no_spectral", "helm_no_hf", "cem", "flat", "random", "bfs")
 
 
 @dataclass
 class Exp3Config(RunConfig):
-    """Experiment 3, planning efficiency: coarse-to-fine planning through a learned MiniGrid model."""
+    """Experiment 3, planning efficiency: coarse-to-fine planning through a learned MiniGrid model,
+    on layouts the model never saw (`unseen-layouts`), on one layout with little data
+    (`limited-data`) and zero-shot on MiniGrid-FourRooms-v0 (`fourrooms`)."""
 
     experiment_folder = "exp3_planning_efficiency"
     saved_for_plots = ("results/metrics.json", "results/exp3_arrays.npz")
 
-    env_id: str = param("HELM-SpanningMaze-v0", "registered MiniGrid environment", "model", choices=EXP3_ENV_IDS)
-    # data
-    num_walks: int = param(2000, "random-walk episodes collected for world-model training", "model", ge=1,
-                           le=100_000)
-    walk_length: int = param(64, "steps per random walk", "model", ge=1, le=10_000)
+    tracks: list[str] = param(list(EXP3_TRACKS), "tracks to run", "eval", choices=EXP3_TRACKS)
+    # layouts and data
+    layout_split_seed: int = param(1, "seed of the train / tuning / test layout split", "model", ge=0, le=2**32 - 1)
+    num_train_layouts: int = param(100, "spanning-tree layouts the models train on", "model", ge=1, le=10_000)
+    num_tuning_layouts: int = param(20, "layouts tune.py evaluates on (disjoint from train and test)", "eval",
+                                    ge=1, le=10_000)
+    num_test_layouts: int = param(50, "unseen layouts the unseen-layouts track evaluates on", "eval", ge=1, le=10_000)
+    num_fourrooms_layouts: int = param(50, "FourRooms resets (gap positions) the fourrooms track evaluates on",
+                                       "eval", ge=1, le=10_000)
+    walks_per_layout: int = param(40, "random walks collected per training layout", "model", ge=1, le=100_000)
+    walk_length: int = param(48, "steps per random walk", "model", ge=1, le=10_000)
+    limited_data_walks: list[int] = param([100, 300, 2000], "limited-data track: random walks on its one layout",
+                                          "model", ge=1, le=100_000)
     # world model
-    latent_dim: int = param(16, "latent size", "model", ge=1, le=1024)
-    hidden_dim: int = param(128, "MLP width of the world model and the energy", "model", ge=1, le=4096)
-    model_train_steps: int = param(2000, "world-model training steps", "model", ge=1, le=100_000)
-    model_batch_size: int = param(256, "batch size (windows) of world-model training", "model", ge=1, le=65_536)
-    model_lr: float = param(3e-3, "Adam learning rate of the world model (cosine decay)", "model", gt=0)
-    model_rollout_steps: int = param(8, "latent rollout length of the prediction loss", "model", ge=1, le=256)
-    lambda_spectral: float = param(1e-3, "HELM: weight of the spectral hinge on the fine transition", "model", ge=0)
-    energy_train_steps: int = param(2000, "goal-energy (quasimetric distance head) training steps", "model",
-                                    ge=1, le=100_000)
-    energy_batch_size: int = param(1024, "state pairs per goal-energy training step", "model", ge=1, le=65_536)
+    latent_channels: int = param(8, "channels of the spatial latent (channels x 19 x 19)", "model", ge=1, le=256)
+    hidden_channels: int = param(16, "channels of the encoder and the fine transition", "model", ge=1, le=256)
+    coarse_hidden_channels: int = param(32, "channels of the coarse transition", "model", ge=1, le=256)
+    coarse_stride: int = param(4, "fine steps per coarse step (macro-actions: all 3^k action sequences)", "model",
+                               ge=2, le=5)
+    model_train_steps: int = param(1000, "world-model training steps", "model", ge=1, le=100_000)
+    model_batch_size: int = param(32, "batch size (windows) of world-model training", "model", ge=1, le=4096)
+    model_lr: float = param(1e-2, "Adam learning rate of the world model (cosine decay)", "model", gt=0)
+    model_rollout_steps: int = param(4, "latent rollout length of the prediction loss", "model", ge=1, le=64)
+    lambda_spectral: float = param(0.1, "HELM: weight of the spectral hinge on the fine transition", "model", ge=0)
+    # goal energy
+    energy_hidden: int = param(128, "MLP width of the goal energy", "model", ge=1, le=4096)
+    energy_train_steps: int = param(1000, "goal-energy training steps", "model", ge=1, le=100_000)
+    energy_batch_size: int = param(256, "observation pairs per goal-energy training step", "model", ge=1, le=8192)
     energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)", "model", gt=0)
-    hf_noise_sigma: float = param(0.0, "HELM: input noise of the energy (x latent std); 0 = off", "model",
-                                  ge=0, le=100)
-    coarse_stride: int = param(4, "fine steps per coarse step (HELM enumerates all 3^k macro-actions)", "model",
-                               ge=1, le=6)
+    hf_noise_sigma: float = param(0.3, "HELM: HF invariance, feature noise of the energy (x feature std)", "model",
+                                  gt=0, le=100)
     # planning
     planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])", "eval",
-                                         ge=1, le=1000)
-    num_eval_episodes: int = param(30, "evaluation episodes per horizon per seed", "eval", ge=1, le=1000)
-    planners: list[str] = param(["flat", "helm", "cem", "random", "bfs"], "planners to evaluate", "eval",
-                                choices=("flat", "helm", "cem", "random", "bfs"))
+                                         ge=1, le=200)
+    num_eval_episodes: int = param(10, "evaluation episodes per horizon per seed and track", "eval", ge=1, le=1000)
+    planners: list[str] = param(list(EXP3_PLANNERS), "planners to evaluate", "eval", choices=EXP3_PLANNERS)
     replan_every: int = param(4, "every planner re-plans after this many real steps", "eval", ge=1, le=1000)
-    helm_top_k: int = param(81, "HELM: best coarse macro-actions re-scored by the fine model (81 = all 3^4)", "eval",
-                            ge=1)
-    helm_coarse_depth: int = param(1, "HELM: coarse steps of lookahead (1 or 2)", "eval", choices=(1, 2))
-    snap_latents: bool = param(True, "discrete planners (HELM, CEM) snap predicted latents to encoded states", "eval")
-    gd_steps: int = param(100, "gradient steps of the flat planner", "eval", ge=1, le=10_000)
+    coarse_horizon: int = param(20, "HELM: most macro-steps the coarse level plans ahead", "eval", ge=1, le=100)
+    helm_num_samples: int = param(64, "HELM: CEM samples per iteration of the coarse level", "eval", ge=1, le=100_000)
+    helm_num_iters: int = param(4, "HELM (both levels) and HELM-without-coarse: CEM iterations", "eval", ge=1, le=1000)
+    helm_subgoal_macros: int = param(3, "HELM: the subgoal is at most this many macro-steps ahead on the coarse plan",
+                                     "eval", ge=1, le=100)
+    helm_fine_samples: int = param(64, "HELM: CEM samples per iteration of the fine level (to the subgoal)", "eval",
+                                   ge=1, le=100_000)
+    no_coarse_num_samples: int = param(256, "HELM without coarse level: CEM samples per iteration (fine actions)",
+                                       "eval", ge=1, le=100_000)
+    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)", "eval",
+                             ge=1, le=1000)
+    cem_num_samples: int = param(256, "CEM samples per iteration", "eval", ge=1, le=100_000)
+    cem_num_iters: int = param(4, "CEM iterations", "eval", ge=1, le=1000)
+    cem_elite_frac: float = param(0.1, "elite fraction of every CEM (HELM's coarse level included)", "eval", gt=0, le=1)
+    gd_steps: int = param(10, "gradient steps of the flat planner", "eval", ge=1, le=10_000)
     gd_lr: float = param(0.1, "learning rate of the flat planner", "eval", gt=0)
     gumbel_tau: float = param(1.0, "Gumbel-Softmax temperature", "eval", gt=0)
     softmin_temperature: float = param(1.0, "temperature of the soft-min over the plan's energies (gradient planner)",
                                        "eval", gt=0)
     depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties", "eval", ge=0)
-    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)", "eval",
-                             ge=1, le=1000)
-    cem_num_samples: int = param(500, "CEM samples per iteration", "eval", ge=1, le=100_000)
-    cem_num_iters: int = param(10, "CEM iterations", "eval", ge=1, le=1000)
-    cem_elite_frac: float = param(0.1, "CEM elite fraction", "eval", gt=0, le=1)
-    jobs: int = param(1, "seeds run in parallel worker processes (num_threads torch threads each)", "run", ge=1)
+    budget_scales: list[float] = param([0.25, 0.5], "Pareto: extra budgets (x each planner's samples or gradient "
+                                       "steps) evaluated at T = 50 and 80", "eval", gt=0, le=100)
+    jobs: int = param(1, "units (track x seed) run in parallel worker processes (num_threads torch threads each)",
+                      "run", ge=1)
 
     def quick_overrides(self) -> dict:
-        return {**super().quick_overrides(), "num_walks": 200, "model_train_steps": 100,
-                "energy_train_steps": 100, "planning_horizons": [10, 20], "num_eval_episodes": 4,
-                "gd_steps": 10, "cem_num_samples": 64, "cem_num_iters": 3}
+        return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
+                "num_fourrooms_layouts": 5, "walks_per_layout": 10, "limited_data_walks": [100],
+                "model_train_steps": 40, "energy_train_steps": 40, "planning_horizons": [10, 50],
+                "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
+                "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
+                "budget_scales": [2.0]}
 
     def validate(self) -> None:
         super().validate()
         cpus = available_cpus()
         _require(self.jobs * self.num_threads <= cpus,
                  f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
-        _require(self.helm_top_k <= 3 ** self.coarse_stride,
-                 f"helm_top_k {self.helm_top_k} is more than the {3 ** self.coarse_stride} macro-actions of "
-                 f"coarse_stride {self.coarse_stride}")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
-        horizon = min(self.cem_horizon, max(self.planning_horizons))
-        _require_memory("CEM's batched samples (episodes x samples x horizon x width)",
-                        self.num_eval_episodes * self.cem_num_samples * horizon * self.hidden_dim * 4 * 4)
-        _require_memory("the random walks (walks x length)", self.num_walks * self.walk_length * 64)
+        _require_memory("the replay distances (layouts x 932^2 bytes)", self.num_train_layouts * 932 ** 2)
+        _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",
+                        self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
+                                                     self.helm_num_samples) * max(self.planning_horizons)
+                        * max(self.budget_scales + [1]) * 32)
 
 
 CONFIGS = {"exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}

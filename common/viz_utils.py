@@ -25,6 +25,9 @@ COLORS = {
     "random": "#7f7f7f",
     "bfs": "#17becf",
     "helm_consistency": "#bcbd22",
+    "helm_no_coarse": "#e377c2",
+    "helm_no_spectral": "#ff7f0e",
+    "helm_no_hf": "#2ca02c",
 }
 _FALLBACK = plt.get_cmap("tab10").colors
 

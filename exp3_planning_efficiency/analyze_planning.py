@@ -1,14 +1,21 @@
-"""Aggregation, success criteria and plots of Experiment 3 (plots rebuild from metrics.json and the
-saved loss curves, `results/exp3_arrays.npz`)."""
+"""Aggregation, success criteria, tables and plots of Experiment 3 (plots rebuild from metrics.json
+and the saved loss curves, `results/exp3_arrays.npz`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from common import viz_utils as viz
 from common.runs import criterion, read_json
+
+PLANNER_LABELS = {"helm": "HELM (coarse-to-fine, spectral, HF)", "helm_no_coarse": "HELM without coarse level",
+                  "helm_no_spectral": "HELM without spectral", "helm_no_hf": "HELM without HF",
+                  "cem": "CEM (PlaNet-style, horizon 16)", "flat": "flat GD (Gumbel-Softmax)",
+                  "random": "random (floor)", "bfs": "BFS on the true layout (ceiling)"}
+FLAT_PLANNERS = ("helm_no_coarse", "cem", "flat")  # plan fine actions only
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -21,126 +28,198 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return float(centre - half), float(centre + half)
 
 
-def aggregate(per_seed: dict, cfg) -> dict:
-    """Pool episodes over seeds: per planner and horizon, success with CI, cost, per-seed rates."""
-    table = {}
-    for planner in cfg.planners:
-        table[planner] = {}
-        for T in cfg.planning_horizons:
-            runs = [per_seed[s]["evaluation"][planner][str(T)] for s in cfg.seeds if not per_seed[s]["diverged"]]
-            if not runs:
-                table[planner][str(T)] = {"success": None}
-                continue
-            success = np.concatenate([r["success"] for r in runs]).astype(bool)
-            low, high = wilson_interval(int(success.sum()), len(success))
-            table[planner][str(T)] = {
-                "success": float(success.mean()), "ci95": [low, high], "episodes": int(len(success)),
-                "success_per_seed": [float(np.mean(r["success"])) for r in runs],
-                "model_evals_per_episode": float(np.mean(np.concatenate([r["model_evals"] for r in runs]))),
-                "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
-                "steps_to_goal_mean": float(np.mean(np.concatenate([r["steps"] for r in runs])[success]))
-                if success.any() else None,
-            }
-    return table
+def pool(runs: list[dict]) -> dict:
+    """Pool one planner's episodes at one horizon over seeds: success with CI, cost, path length."""
+    success = np.concatenate([r["success"] for r in runs]).astype(bool)
+    steps = np.concatenate([r["steps"] for r in runs])
+    optimal = np.concatenate([r["bfs_distance"] for r in runs])
+    low, high = wilson_interval(int(success.sum()), len(success))
+    return {"success": float(success.mean()), "ci95": [low, high], "episodes": int(len(success)),
+            "success_per_seed": [float(np.mean(r["success"])) for r in runs],
+            "model_evals_per_episode": float(np.mean(np.concatenate([r["model_evals"] for r in runs]))),
+            "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
+            "path_length_over_optimal": float(np.mean(steps[success] / optimal[success])) if success.any() else None}
 
 
-def _get(table, planner, T, key="success"):
-    return table.get(planner, {}).get(str(T), {}).get(key)
+def summarize(units: dict, cfg) -> dict:
+    """Per track, planner and horizon, episodes pooled over seeds; Pareto rows; model quality."""
+    tracks: dict = {}
+    for (seed, source), unit in sorted(units.items()):
+        for track, result in unit["tracks"].items():
+            entry = tracks.setdefault(track, {"horizons": result["horizons"], "runs": {}, "pareto_runs": {}})
+            for planner, per_T in result["success"].items():
+                for T, run in per_T.items():
+                    entry["runs"].setdefault(planner, {}).setdefault(T, []).append(run)
+            for planner, per_scale in result["pareto"].items():
+                for scale, per_T in per_scale.items():
+                    for T, run in per_T.items():
+                        entry["pareto_runs"].setdefault(planner, {}).setdefault(T, {}).setdefault(scale, []).append(run)
+    out = {}
+    for track, entry in tracks.items():
+        success = {p: {T: pool(runs) for T, runs in per_T.items()} for p, per_T in entry["runs"].items()}
+        pareto = {}
+        for planner, per_T in entry["pareto_runs"].items():
+            for T, per_scale in per_T.items():
+                rows = [{"scale": 1.0, **success[planner][T]}] + [{"scale": float(s), **pool(r)} for s, r in per_scale.items()]
+                pareto.setdefault(planner, {})[T] = sorted(rows, key=lambda r: r["model_evals_per_episode"])
+        out[track] = {"horizons": entry["horizons"], "success": success, "pareto": pareto}
+    return {"tracks": out,
+            "models": {f"{source}/seed{seed}": {"quality": u["quality"], "diverged": bool(u["diverged"]),
+                                                "diverged_networks": u["diverged"]}
+                       for (seed, source), u in sorted(units.items())}}
 
 
-def criteria(table: dict, cfg) -> list:
-    """The seed's success criteria, computed from the pooled table (missing data FAILs)."""
-    long_T = [T for T in cfg.planning_horizons if T > 30]
-    flat_long = [_get(table, "flat", T) for T in long_T]
-    gaps = [_get(table, "cem", T) - _get(table, "helm", T) for T in cfg.planning_horizons
-            if _get(table, "cem", T) is not None and _get(table, "helm", T) is not None]
-    ratios = [_get(table, "helm", T, "model_evals_per_episode") / _get(table, "cem", T, "model_evals_per_episode")
-              for T in cfg.planning_horizons if _get(table, "cem", T, "model_evals_per_episode")
-              and _get(table, "helm", T, "model_evals_per_episode") is not None]
+def _get(metrics, track, planner, T, key="success"):
+    return metrics["tracks"].get(track, {}).get("success", {}).get(planner, {}).get(str(T), {}).get(key)
+
+
+def _gap(metrics, track, a, b, T):
+    x, y = _get(metrics, track, a, T), _get(metrics, track, b, T)
+    return None if x is None or y is None else x - y
+
+
+def unmatched_margin(metrics, track: str, T: int, ratio: float = 3.0) -> float | None:
+    """HELM's success minus the best success of any flat planner at any budget using at most `ratio` x
+    HELM's model evaluations (> 0: no flat planner matches HELM within that budget)."""
+    helm, helm_evals = _get(metrics, track, "helm", T), _get(metrics, track, "helm", T, "model_evals_per_episode")
+    if helm is None:
+        return None
+    pareto = metrics["tracks"].get(track, {}).get("pareto", {})
+    rows = [r for p in FLAT_PLANNERS for r in pareto.get(p, {}).get(str(T), [])
+            if r["model_evals_per_episode"] <= ratio * helm_evals]
+    return helm - max((r["success"] for r in rows), default=0.0)
+
+
+def criteria(metrics: dict, cfg) -> list:
+    """The issue's targets, computed from the pooled tables (missing data FAILs)."""
+    u = "unseen-layouts"
+    flat_long = [_get(metrics, u, "flat", T) for T in cfg.planning_horizons if T > 30]
+    cem_gaps = [_gap(metrics, u, "cem", "helm", T) for T in cfg.planning_horizons]
+    evals_ratio = [_get(metrics, u, "helm", T, "model_evals_per_episode") /
+                   _get(metrics, u, "helm_no_coarse", T, "model_evals_per_episode") for T in (50, 80)
+                   if _get(metrics, u, "helm_no_coarse", T, "model_evals_per_episode")]
+    both = lambda values: None if not values or None in values else values
     return [
-        criterion("HELM success at T=50", "> 0.50", _get(table, "helm", 50), lambda m: m > 0.5),
-        criterion("HELM success at T=80", "> 0.30", _get(table, "helm", 80), lambda m: m > 0.3),
-        criterion("flat GD success, max over T > 30", "< 0.10", max(flat_long) if flat_long and None not in flat_long
-                  else None, lambda m: m < 0.1),
-        criterion("CEM minus HELM success, max over T", "<= 0.10", max(gaps) if gaps else None, lambda m: m <= 0.1),
-        criterion("HELM / CEM model evaluations, max over T", "< 1", max(ratios) if ratios else None, lambda m: m < 1),
+        criterion("unseen layouts: HELM success at T=50", "> 0.70", _get(metrics, u, "helm", 50), lambda m: m > 0.7),
+        criterion("unseen layouts: HELM success at T=80", "> 0.50", _get(metrics, u, "helm", 80), lambda m: m > 0.5),
+        criterion("unseen layouts: HELM minus HELM-without-coarse at T=50", ">= 0.25",
+                  _gap(metrics, u, "helm", "helm_no_coarse", 50), lambda m: m >= 0.25),
+        criterion("unseen layouts: HELM minus HELM-without-coarse at T=80", ">= 0.25",
+                  _gap(metrics, u, "helm", "helm_no_coarse", 80), lambda m: m >= 0.25),
+        criterion("unseen layouts: HELM / HELM-without-coarse model evaluations, max over T=50, 80", "<= 1",
+                  max(evals_ratio) if len(evals_ratio) == 2 else None, lambda m: m <= 1),
+        criterion("unseen layouts: HELM minus best flat planner within 3x HELM's evaluations at T=50", "> 0",
+                  unmatched_margin(metrics, u, 50), lambda m: m > 0),
+        criterion("unseen layouts: flat GD success, max over T > 30", "< 0.10",
+                  max(both(flat_long)) if both(flat_long) else None, lambda m: m < 0.1),
+        criterion("unseen layouts: CEM minus HELM success, max over T", "<= 0.10",
+                  max(both(cem_gaps)) if both(cem_gaps) else None, lambda m: m <= 0.1),
+        criterion("limited data (100 walks): HELM success at T=50", ">= 0.50",
+                  _get(metrics, "limited-data-100", "helm", 50), lambda m: m >= 0.5),
     ]
 
 
-PLANNER_LABELS = {"flat": "flat GD", "helm": "HELM (coarse-to-fine)", "cem": "CEM", "random": "random (floor)",
-                  "bfs": "BFS on true env (ceiling)"}
+def format_tables(metrics: dict) -> str:
+    """Success (pooled) | model evaluations per episode, per track."""
+    lines = []
+    for track, entry in metrics["tracks"].items():
+        Ts = entry["horizons"]
+        lines += [f"\n{track}: success rate (pooled over seeds) | model evaluations per episode",
+                  "planner           " + "".join(f"T={T:<12}" for T in Ts)]
+        for planner, rows in entry["success"].items():
+            cells = [f"{rows[str(T)]['success']:.2f}|{rows[str(T)]['model_evals_per_episode']:<7.0f}" for T in Ts]
+            lines.append(f"{planner:<18}" + "".join(c.ljust(14) for c in cells))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
 
 
 def plot_all(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:
     """Rebuild every Experiment 3 figure from a metrics.json and the loss curves
-    (`arrays`: "<model|energy>_loss_seed<s>" -> (steps,))."""
+    (`arrays`: "<variant>_loss_<source>_seed<s>" -> (steps,))."""
     metrics = read_json(metrics_path)
-    curves = {kind: {f"seed {k.rsplit('seed', 1)[1]}": v for k, v in arrays.items() if k.startswith(kind)}
-              for kind in ("model_loss", "energy_loss")}
+    curves: dict = {}
+    for key, curve in arrays.items():
+        variant, rest = key.split("_loss_")
+        curves.setdefault(variant, {})[rest] = curve
+    titles = {"spectral": "world model, HELM (prediction + spectral hinge)", "no_spectral": "world model without spectral",
+              "hf": "goal energy, HELM (HF on)", "no_hf": "goal energy without HF"}
     return [plot_success(metrics, plot_dir / "exp3_success_vs_horizon.png"),
-            plot_cost(metrics, plot_dir / "exp3_planning_cost.png"),
-            plot_world_model(metrics, plot_dir / "exp3_world_model.png"),
-            viz.plot_training_curves(plot_dir / "exp3_training_curves.png", {
-                "world model (prediction + spectral hinge)": curves["model_loss"],
-                "goal energy (distance regression)": curves["energy_loss"]})]
+            plot_pareto(metrics, plot_dir / "exp3_pareto.png"),
+            plot_models(metrics, plot_dir / "exp3_world_model.png"),
+            viz.plot_training_curves(plot_dir / "exp3_training_curves.png",
+                                     {titles.get(k, k): v for k, v in curves.items()})]
 
 
-def plot_success(metrics: dict, path: Path) -> Path:
-    fig, axes = viz.new_figure(width=6, height=4.2)
-    ax = axes[0, 0]
-    for planner, rows in metrics["success"].items():
-        Ts = [int(T) for T, r in rows.items() if r["success"] is not None]
-        if not Ts:
-            continue
-        rate = [rows[str(T)]["success"] for T in Ts]
-        low = [rows[str(T)]["ci95"][0] for T in Ts]
-        high = [rows[str(T)]["ci95"][1] for T in Ts]
-        viz.plot_band(ax, Ts, rate, low, high, planner, PLANNER_LABELS.get(planner, planner),
-                      linestyle="--" if planner in ("random", "bfs") else "-")
-    ax.set(xlabel="horizon T (BFS distance in (T/2, T])", ylabel="success rate", ylim=(-0.02, 1.02),
-           title="Planning success vs horizon (95 % Wilson CI, episodes x seeds)")
-    _legend(ax)
-    return viz.save(fig, path)
+TRACK_ORDER = ("unseen-layouts", "fourrooms", "limited-data")
 
 
-def plot_cost(metrics: dict, path: Path) -> Path:
-    fig, axes = viz.new_figure(ncols=2, width=5, height=4)
-    for planner, rows in metrics["success"].items():
-        if planner in ("random", "bfs"):
-            continue
-        Ts = [int(T) for T, r in rows.items() if r["success"] is not None]
-        label = PLANNER_LABELS.get(planner, planner)
-        axes[0, 0].plot(Ts, [rows[str(T)]["model_evals_per_episode"] for T in Ts], "o-", color=viz.color(planner), label=label)
-        axes[0, 1].plot(Ts, [rows[str(T)]["seconds_per_episode"] for T in Ts], "o-", color=viz.color(planner), label=label)
-    axes[0, 0].set(yscale="log", xlabel="horizon T", ylabel="model evaluations per episode", title="Planning cost")
-    axes[0, 1].set(yscale="log", xlabel="horizon T", ylabel="planning seconds per episode (batched)",
-                   title="Wall time")
-    _legend(axes[0, 0])
-    return viz.save(fig, path)
+def _tracks(metrics: dict) -> list[str]:
+    """Tracks in reading order: unseen layouts, FourRooms, then limited data by number of walks."""
+    key = lambda t: (TRACK_ORDER.index(t.rsplit("-", 1)[0] if t.startswith("limited") else t),
+                     int(t.rsplit("-", 1)[1]) if t.startswith("limited") else 0)
+    return sorted(metrics["tracks"], key=key)
 
 
 def _legend(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:  # nothing to label when every seed diverged
-        ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=7)
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fullest(axes) -> object:
+    """The panel with the most labelled lines (where the legend goes)."""
+    return max(axes, key=lambda ax: len(ax.get_legend_handles_labels()[0]))
 
 
-def plot_world_model(metrics: dict, path: Path) -> Path:
+def plot_success(metrics: dict, path: Path) -> Path:
+    tracks = _tracks(metrics)
+    fig, axes = viz.new_figure(ncols=max(1, len(tracks)), width=4.6, height=4)
+    for ax, track in zip(axes[0], tracks):
+        for planner, rows in metrics["tracks"][track]["success"].items():
+            Ts = [int(T) for T in rows]
+            viz.plot_band(ax, Ts, [rows[str(T)]["success"] for T in Ts], [rows[str(T)]["ci95"][0] for T in Ts],
+                          [rows[str(T)]["ci95"][1] for T in Ts], planner, PLANNER_LABELS.get(planner, planner),
+                          linestyle="--" if planner in ("random", "bfs") else "-")
+        ax.set(xlabel="horizon T (BFS distance in (T/2, T])", ylabel="success rate", ylim=(-0.02, 1.02), title=track)
+    _legend(_fullest(axes[0]))
+    fig.suptitle("Planning success vs horizon (95 % Wilson CI over episodes x seeds)")
+    return viz.save(fig, path)
+
+
+def plot_pareto(metrics: dict, path: Path) -> Path:
+    panels = [(track, T) for track in _tracks(metrics)
+              for T in sorted({T for rows in metrics["tracks"][track]["pareto"].values() for T in rows}, key=int)]
+    fig, axes = viz.new_figure(ncols=max(1, len(panels)), width=4.6, height=4)
+    for ax, (track, T) in zip(axes[0], panels):
+        for planner, per_T in metrics["tracks"][track]["pareto"].items():
+            rows = per_T.get(T, [])
+            ax.plot([r["model_evals_per_episode"] for r in rows], [r["success"] for r in rows], "o-",
+                    color=viz.color(planner), label=PLANNER_LABELS.get(planner, planner))
+        ax.set(xscale="log", xlabel="model evaluations per episode", ylabel="success rate", ylim=(-0.02, 1.02),
+               title=f"{track}, T = {T}")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    _legend(_fullest(axes[0]))
+    fig.suptitle("Success vs planning compute (each planner at several budgets)")
+    return viz.save(fig, path)
+
+
+def plot_models(metrics: dict, path: Path) -> Path:
     fig, axes = viz.new_figure(ncols=2, width=5, height=4)
-    for seed, quality in metrics["world_model"].items():
-        if quality.get("diverged"):
-            continue
-        acc = quality["k_step_accuracy"]
-        ks = sorted(int(k) for k in acc if k != "coarse")
-        axes[0, 0].plot(ks, [acc[str(k)] for k in ks], "o-", label=f"seed {seed} (coarse step: {_fmt(acc['coarse'])})")
-        axes[0, 1].scatter(quality["energy"]["pairs_bfs"], quality["energy"]["pairs_energy"], s=4, alpha=0.4,
-                           label=f"seed {seed}: Spearman {_fmt(quality['energy']['spearman'])}")
-    axes[0, 0].set(xscale="log", xlabel="predicted steps k", ylabel="exact-pose accuracy", ylim=(0, 1.02),
-                   title="World model: k-step prediction")
-    axes[0, 1].set(xlabel="BFS distance to goal cell", ylabel="goal energy", title="Goal energy vs true distance")
+    for name, model in metrics["models"].items():
+        quality = model["quality"]
+        if "spectral" in quality:
+            acc = quality["spectral"]["k_step_accuracy"]
+            ks = sorted(int(k) for k in acc if k != "coarse")
+            axes[0, 0].plot(ks, [acc[str(k)] for k in ks], "o-", label=f"{name} (coarse step {acc['coarse']:.2f})")
+        if "hf" in quality and name.startswith("layouts"):
+            e = quality["hf"]
+            axes[0, 1].scatter(e["pairs_bfs"], e["pairs_energy"], s=4, alpha=0.4,
+                               label=f"{name}: Spearman {e['spearman']:.2f}")
+    axes[0, 0].set(xscale="log", xlabel="predicted steps k", ylabel="exactly decoded observations", ylim=(0, 1.02),
+                   title="World model on its evaluation layouts")
+    axes[0, 1].set(xlabel="BFS distance to goal cell", ylabel="goal energy", title="Goal energy on unseen layouts")
     for ax in axes[0]:
         _legend(ax)
     return viz.save(fig, path)

@@ -1,18 +1,19 @@
-"""The MiniGrid maze of Experiment 3, its fast batched twin, BFS distances, tasks and data collection.
+"""The MiniGrid mazes of Experiment 3: the layout family, its fast batched twin, BFS, tasks and replay.
 
-The environment (`HELM-SpanningMaze-v0`) is a 19x19 MiniGrid of 3x3 rooms (5x5 cells each) whose
-connecting wall gaps follow a random spanning tree of the room graph, drawn once from
-`layout_seed`: the layout is fixed, so the agent's pose (x, y, dir) is the whole state (932 poses).
-Shortest paths (turns count) reach ~70 actions, enough for tasks at horizons 10..80, which FourRooms
-(max 36) and Empty-16x16 (max 28) cannot pose. Actions: 0 left, 1 right, 2 forward.
+`HELM-SpanningMaze-v0` is a 19x19 MiniGrid of 3x3 rooms (5x5 cells each) whose connecting wall gaps
+follow a random spanning tree of the room graph, drawn from `layout_seed` (an env kwarg,
+`gym.make(ENV_ID, layout_seed=s)`; ~10^7 layouts). Within a layout the agent's pose (x, y, dir) is the
+whole state (932 poses); shortest paths (turns count) reach ~80 actions, enough for tasks at
+horizons 10..80. `layout_split` draws disjoint train / tuning / test sets of layouts.
+`MiniGrid-FourRooms-v0` (gaps drawn per reset) is the zero-shot family. Actions: 0 left, 1 right,
+2 forward.
 
-Layouts are a family: `layout_seed` (an env kwarg, `gym.make(ENV_ID, layout_seed=s)`) draws one of
-~10^7 spanning-tree mazes, and `layout_split` draws a train set and a disjoint test set of them.
-
-Observations are MiniGrid's fully observable symbolic image (W, H, 3) = [object, colour, state],
-indexed [x, y], with the agent cell [10, 0, dir] (`FullyObsWrapper`). `FastMaze` reproduces turn /
-forward / walls and the observation with numpy for data collection (~1e6 steps/s instead of ~1.6e3);
-a test checks that it equals MiniGrid step by step. Evaluation episodes run in the real env.
+Observations are MiniGrid's fully observable symbolic image (W, H, 3) = [object, colour, state]
+(`FullyObsWrapper`); `observation_codes` recodes it cell by cell into what every model sees.
+`FastMaze` reproduces one layout (turns, moves, walls and the observation) with numpy (~1e6
+steps/s instead of ~1.6e3); tests check it equals MiniGrid step by step on random layouts of both
+families. Data collection and evaluation episodes run in it. BFS distances are for task sampling and
+reference measurements only.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from scipy.sparse.csgraph import shortest_path
 from common.runs import numpy_rng
 
 ENV_ID = "HELM-SpanningMaze-v0"
+FOURROOMS_ID = "MiniGrid-FourRooms-v0"
 NUM_ACTIONS = 3
 AGENT = OBJECT_TO_IDX["agent"]
+WALL = OBJECT_TO_IDX["wall"]
+FREE_OBJECTS = (OBJECT_TO_IDX["empty"], OBJECT_TO_IDX["goal"])  # FourRooms' goal square can be stepped on
+NUM_CODES, FIRST_AGENT_CODE = 6, 2  # observation codes: 0 floor, 1 wall, 2 + d agent facing d
 DIRS = np.array(DIR_TO_VEC)  # (4, 2): dir 0 = +x, 1 = +y, 2 = -x, 3 = -y
 
 
@@ -82,14 +87,16 @@ def spanning_tree_gaps(rooms: int, room_size: int, layout_seed: int) -> list[tup
 gym.register(id=ENV_ID, entry_point=SpanningMazeEnv)
 
 
-def layout_split(num_train: int, num_test: int, split_seed: int, rooms: int = 3, room_size: int = 5
-                 ) -> tuple[list[int], list[int]]:
-    """Layout seeds of a train set and a test set, drawn from `split_seed`'s named streams: no two
-    layouts in them have the same walls, so no test layout is ever seen in training."""
+def layout_split(num_train: int, num_tuning: int, num_test: int, split_seed: int, rooms: int = 3,
+                 room_size: int = 5) -> tuple[list[int], list[int], list[int]]:
+    """Layout seeds of a train, a tuning and a test set, drawn from `split_seed`'s named streams: no
+    two layouts in them have the same walls, so no tuning or test layout is ever seen in training and
+    no test layout is used to choose anything."""
     walls = lambda s: tuple(sorted(spanning_tree_gaps(rooms, room_size, s)))
     taken: set = set()
     sets = []
-    for purpose, size in (("exp3-train-layouts", num_train), ("exp3-test-layouts", num_test)):
+    for purpose, size in (("exp3-train-layouts", num_train), ("exp3-tuning-layouts", num_tuning),
+                          ("exp3-test-layouts", num_test)):
         rng, chosen = numpy_rng(split_seed, purpose), []
         while len(chosen) < size:
             seed = int(rng.integers(2**31))
@@ -97,7 +104,7 @@ def layout_split(num_train: int, num_test: int, split_seed: int, rooms: int = 3,
                 taken.add(walls(seed))
                 chosen.append(seed)
         sets.append(chosen)
-    return sets[0], sets[1]
+    return sets[0], sets[1], sets[2]
 
 
 def make_env(env_id: str = ENV_ID, **env_kwargs) -> FullyObsWrapper:
@@ -111,6 +118,15 @@ def set_pose(env: FullyObsWrapper, pose) -> np.ndarray:
     base = env.unwrapped
     base.agent_pos, base.agent_dir = (int(pose[0]), int(pose[1])), int(pose[2])
     return env.observation(base.gen_obs())["image"]
+
+
+def observation_codes(images: np.ndarray) -> np.ndarray:
+    """The observation every model and planner sees: each cell of the symbolic image coded on its own,
+    0 floor, 1 wall, 2 + d the agent facing d (any other object, e.g. FourRooms' goal square, is floor).
+    images (..., W, H, 3) -> (..., W, H) uint8. A cell-wise recoding: it locates nothing."""
+    objects = images[..., 0]
+    return np.where(objects == AGENT, FIRST_AGENT_CODE + images[..., 2], (objects == WALL).astype(np.uint8)
+                    ).astype(np.uint8)
 
 
 def poses_from_images(images: np.ndarray) -> np.ndarray:
@@ -131,13 +147,14 @@ class FastMaze:
     transition table, read off the same turn/forward/wall rules MiniGrid applies.
     """
 
-    def __init__(self, env_id: str = ENV_ID, **env_kwargs):
+    def __init__(self, env_id: str = ENV_ID, reset_seed: int = 0, **env_kwargs):
         env = make_env(env_id, **env_kwargs)
-        env.reset(seed=0)
+        env.reset(seed=reset_seed)  # FourRooms draws its gaps per reset; the spanning maze ignores it
         self.base_image = env.unwrapped.grid.encode()  # (W, H, 3) without the agent
         env.close()
         self.width, self.height = self.base_image.shape[:2]
-        self.free = self.base_image[..., 0] == OBJECT_TO_IDX["empty"]  # (W, H)
+        self.free = np.isin(self.base_image[..., 0], FREE_OBJECTS)  # (W, H) cells the agent can stand on
+        self.base_codes = observation_codes(self.base_image)
         xs, ys = np.nonzero(self.free)
         self.poses = np.array([(x, y, d) for x, y in zip(xs, ys) for d in range(4)], dtype=np.int64)
         self.num_poses = len(self.poses)
@@ -161,6 +178,12 @@ class FastMaze:
         out = np.broadcast_to(self.base_image, (len(poses), *self.base_image.shape)).copy()
         out[np.arange(len(poses)), poses[:, 0], poses[:, 1]] = np.stack(
             [np.full(len(poses), AGENT), np.full(len(poses), COLOR_TO_IDX["red"]), poses[:, 2]], axis=1)
+        return out
+
+    def codes(self, poses: np.ndarray) -> np.ndarray:
+        """`observation_codes` of the observations at poses (N, 3) -> (N, W, H) uint8 (without rendering)."""
+        out = np.broadcast_to(self.base_codes, (len(poses), self.width, self.height)).copy()
+        out[np.arange(len(poses)), poses[:, 0], poses[:, 1]] = FIRST_AGENT_CODE + poses[:, 2]
         return out
 
     def pose_distances(self) -> np.ndarray:
@@ -190,6 +213,27 @@ def sample_tasks(maze: FastMaze, cell_dist: np.ndarray, horizon: int, num: int, 
     return maze.poses[pick[:, 0]], maze.cells[pick[:, 1]], cell_dist[pick[:, 0], pick[:, 1]]
 
 
+def goal_observations(maze: FastMaze, goal_cells: np.ndarray) -> np.ndarray:
+    """The observations that specify a goal cell: the agent on it facing each of 4 directions.
+    goal_cells (B, 2) -> codes (B, 4, W, H)."""
+    B = len(goal_cells)
+    poses = np.concatenate([np.repeat(goal_cells[:, None], 4, 1), np.tile(np.arange(4), (B, 1))[..., None]], -1)
+    return maze.codes(poses.reshape(-1, 3)).reshape(B, 4, maze.width, maze.height)
+
+
+def tasks_across_layouts(mazes: list[FastMaze], cell_dists: list[np.ndarray], horizon: int, num: int,
+                         rng: np.random.Generator):
+    """`num` tasks, each on a layout drawn uniformly among those that have a start/goal pair with BFS
+    distance in (horizon/2, horizon]. Returns layout indices (num,), start poses (num, 3), goal cells
+    (num, 2) and BFS distances (num,)."""
+    usable = [i for i, d in enumerate(cell_dists) if ((d > horizon / 2) & (d <= horizon)).any()]
+    if not usable:
+        raise ValueError(f"no layout has a start/goal pair with BFS distance in ({horizon / 2}, {horizon}]")
+    layouts = np.asarray(usable)[rng.integers(len(usable), size=num)]
+    tasks = [sample_tasks(mazes[i], cell_dists[i], horizon, 1, rng) for i in layouts]
+    return layouts, *(np.concatenate(parts) for parts in zip(*tasks))
+
+
 def collect_random_walks(maze: FastMaze, num_walks: int, walk_length: int, rng: np.random.Generator):
     """Uniform random-action walks from uniform random poses (batched in the fast simulator).
 
@@ -201,3 +245,37 @@ def collect_random_walks(maze: FastMaze, num_walks: int, walk_length: int, rng: 
     for t in range(walk_length):
         trajectory.append(maze.next_pose[trajectory[-1], actions[:, t]])
     return np.stack(trajectory, axis=1), actions
+
+
+class Replay:
+    """Random-walk replay over several layouts: `walks_per_layout` walks in each maze.
+
+    `layout` (N,), `poses` (N, L+1) pose indices of the walk's own maze, `actions` (N, L). Training
+    reads observations (`codes`) and the indices only to tell which observations are identical.
+    """
+
+    def __init__(self, mazes: list[FastMaze], walks_per_layout: int, walk_length: int, rng: np.random.Generator):
+        self.mazes = mazes
+        walks = [collect_random_walks(m, walks_per_layout, walk_length, rng) for m in mazes]
+        self.layout = np.repeat(np.arange(len(mazes)), walks_per_layout)
+        self.poses = np.concatenate([w[0] for w in walks])
+        self.actions = np.concatenate([w[1] for w in walks])
+        self.base_codes = np.stack([m.base_codes for m in mazes])  # (layouts, W, H)
+        max_poses = max(m.num_poses for m in mazes)
+        self.pose_table = np.stack([np.pad(m.poses, ((0, max_poses - m.num_poses), (0, 0))) for m in mazes])
+
+    def codes(self, layout: np.ndarray, pose_ids: np.ndarray) -> np.ndarray:
+        """Observation codes of pose indices (...) of layouts (...) -> (..., W, H) uint8."""
+        out = self.base_codes[layout].copy()
+        poses = self.pose_table[layout, pose_ids]  # (..., 3)
+        index = np.indices(layout.shape)
+        out[(*index, poses[..., 0], poses[..., 1])] = FIRST_AGENT_CODE + poses[..., 2]
+        return out
+
+    def windows(self, length: int, batch: int, rng: np.random.Generator):
+        """Random windows of `length` actions: layouts (B,), pose indices (B, length + 1), actions (B, length)."""
+        rows = rng.integers(len(self.poses), size=batch)
+        starts = rng.integers(self.actions.shape[1] - length + 1, size=batch)
+        offsets = np.arange(length + 1)
+        return (self.layout[rows], self.poses[rows[:, None], starts[:, None] + offsets],
+                self.actions[rows[:, None], starts[:, None] + offsets[:-1]])

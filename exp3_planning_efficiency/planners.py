@@ -1,119 +1,286 @@
 """Planners over the learned world model and goal energy, batched over episodes.
 
-Every planner gets the current latents z (B, D) (or, for HELM and CEM with `snap_latents`, snapped
-pose ids from `world_models.SnappedModel`), the embedded goal (from the goal observations) and the
-remaining step budget H, and returns actions (B, n) with n <= H to execute before re-planning,
-plus the number of transition evaluations (fine or coarse model applications) it spent per episode.
-All score a plan the same way: the lowest `energy(z_t) + depth_cost * t` along its predicted latents
-(the soft-min of it for the gradient planner), so reaching the goal early is what counts.
+Discrete planners (HELM, its ablations, CEM, random) search the learned model through a `LazyGraph`:
+every predicted latent is snapped (decoded to an observation; identical observations are one state)
+and each (state, action) or (state, macro-action) transition is computed by the network the first
+time an episode asks for it, then cached for the rest of that episode. Only states that the
+model's own predictions reach from the observed start are ever evaluated. A model evaluation is one
+network application a planner requests on one state: a fine transition, a coarse transition or an
+energy. Requests answered from the cache count too: the cache is an implementation shortcut of this
+small discrete world (it saves wall time, reported separately), and a planner in a continuous latent
+space, where no two predictions coincide, would make every one of these calls.
 
-- `flat`: gradient descent on H x 3 action logits through H fine steps, Gumbel-Softmax relaxed
-  actions (the seed's gd_steps, gd_lr, gumbel_tau); executes the argmax (one-hot) actions.
-- `helm`: coarse-to-fine. Coarse level: all 3^k macro-actions (k = coarse_stride) through the coarse
-  transition, and (`helm_coarse_depth` 2) all 3^k second macros behind each, ranking each first
-  macro by the lowest energy of its subgoals; fine level: the `helm_top_k` best first macros rolled
-  out step by step with the fine transition and re-scored (fine energies, then the coarse tail); the
-  best is executed. Long horizons are left to the energy's funnel, descended subgoal by subgoal.
-- `cem`: PlaNet-style cross-entropy method over min(H, cem_horizon) x 3 categorical action
-  distributions (a fixed planning horizon as in PlaNet; over the full remaining horizon the seed's
-  500 x 10 samples cost ~15 minutes per seed here).
-- `random`: uniform random actions (floor). `bfs` (in run_planning): the true shortest path (ceiling).
+Every planner gets a `GraphView` of the active episodes, their current state ids (B,) and the
+remaining budget H, and returns actions (B, n) to execute before re-planning. Plans are scored by
+the lowest `energy + depth_cost * steps` along their predicted states, so reaching the goal early wins.
+
+- `helm`: coarse-to-fine. The coarse level runs CEM over sequences of macro-actions (`coarse_stride`
+  actions each, 3^k of them) through the coarse transition, over min(ceil(H / k), coarse_horizon)
+  macro-steps; its first predicted state is the subgoal. The fine level rolls out every k-action
+  sequence with the fine transition and executes the one ending closest (in the energy's quasimetric)
+  to the subgoal. Within the last k steps it picks the best fine sequence for the goal directly.
+- `helm_no_coarse`: the same CEM on fine actions over the same horizon (min(H, coarse_horizon x k)).
+- `cem`: PlaNet-style CEM on fine actions over a fixed horizon min(H, cem_horizon).
+- `flat`: the seed's gradient planner: Adam on H x 3 action logits through H fine steps of the
+  (unsnapped) latent, Gumbel-Softmax relaxed actions, the energy of the relaxed decoded observations;
+  executes the argmax actions.
+- `random`: uniform random actions (floor).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from exp3_planning_efficiency.env_minigrid import NUM_ACTIONS
 
+CHUNK = 512  # states per network call
 
-def rollout_costs(model, energy, z: torch.Tensor, actions: torch.Tensor, goal, cfg):
-    """Energy + depth cost after each step of a plan. z (B, [N,] ...), actions (B, [N,] H, 3) -> (B, [N,] H).
 
-    The energy is evaluated step by step, which keeps CEM's memory small.
+class LazyGraph:
+    """The learned model explored lazily, per episode (see the module docstring).
+
+    start codes are given per call (`observe`); goal_codes (B, 4, W, H): the observations of the
+    agent on each episode's goal cell facing each direction. `evals` (B,) counts network calls.
     """
-    costs = []
-    for t in range(actions.shape[-2]):
-        z = model.step(z, actions[..., t, :])
-        costs.append(energy.to_goal(z, goal) + cfg.depth_cost * (t + 1))
-    return torch.stack(costs, dim=-1)
+
+    def __init__(self, model, energy, goal_codes: np.ndarray, device):
+        self.model, self.energy, self.device = model, energy, device
+        self.B, self.shape = len(goal_codes), goal_codes.shape[2:]
+        self.num_macros = NUM_ACTIONS ** model.coarse_stride
+        self.macros = F.one_hot(torch.tensor(list(itertools.product(range(NUM_ACTIONS), repeat=model.coarse_stride)),
+                                             device=device), NUM_ACTIONS).float()  # (M, k, 3)
+        self.keys: list[dict] = [{} for _ in range(self.B)]
+        self.capacity = 256
+        self.codes = np.zeros((self.B, self.capacity, *self.shape), dtype=np.uint8)
+        self.fine_next = torch.full((self.B, self.capacity, NUM_ACTIONS), -1, dtype=torch.long, device=device)
+        self.coarse_next = torch.full((self.B, self.capacity, self.num_macros), -1, dtype=torch.long, device=device)
+        with torch.no_grad():
+            goal = energy.embed_codes(torch.as_tensor(goal_codes, device=device).flatten(0, 1))
+        self.goal = goal.unflatten(0, (self.B, 4))  # (B, 4, E)
+        self.embedding = torch.zeros((self.B, self.capacity, goal.shape[-1]), device=device)
+        self.has_embedding = torch.zeros((self.B, self.capacity), dtype=torch.bool, device=device)
+        self.evals = np.full(self.B, 4, dtype=np.int64)  # the 4 goal observations' embeddings
+
+    def _grow(self) -> None:
+        extra = self.capacity
+        self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)], axis=1)
+        pad = lambda t, value: torch.cat([t, torch.full_like(t, value)], dim=1)
+        self.fine_next, self.coarse_next = pad(self.fine_next, -1), pad(self.coarse_next, -1)
+        self.embedding, self.has_embedding = pad(self.embedding, 0), pad(self.has_embedding, False)
+        self.capacity += extra
+
+    def ids_of(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """State ids of observations codes (n, W, H) in episodes rows (n,), adding new ones."""
+        out = np.empty(len(rows), dtype=np.int64)
+        for j, (b, c) in enumerate(zip(rows, codes)):
+            key = c.tobytes()
+            if key not in self.keys[b]:
+                if len(self.keys[b]) == self.capacity:
+                    self._grow()
+                self.codes[b, len(self.keys[b])] = c
+                self.keys[b][key] = len(self.keys[b])
+            out[j] = self.keys[b][key]
+        return out
+
+    @torch.no_grad()
+    def _transition(self, table: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, actions: torch.Tensor,
+                    call) -> torch.Tensor:
+        """table[rows, ids, actions], computing the missing entries with `call(z, action_index)`."""
+        nxt = table[rows, ids, actions]
+        missing = nxt < 0
+        if missing.any():
+            triples = torch.unique(torch.stack([rows[missing], ids[missing], actions[missing]], 1), dim=0)
+            for chunk in triples.split(CHUNK):
+                b, i, a = chunk.cpu().numpy().T
+                z = self.model.encode_codes(torch.as_tensor(self.codes[b, i], device=self.device))
+                predicted = self.model.decode_codes(call(z, chunk[:, 2])).cpu().numpy()
+                new = self.ids_of(b, predicted)
+                table = self._table_after_growth(table)
+                table[chunk[:, 0], chunk[:, 1], chunk[:, 2]] = torch.as_tensor(new, device=self.device)
+            nxt = table[rows, ids, actions]
+        self._count(rows)
+        return nxt
+
+    def _count(self, rows: torch.Tensor) -> None:
+        """Count one model evaluation per requested state (rows: the episode of each request)."""
+        np.add.at(self.evals, rows.reshape(-1).cpu().numpy(), 1)
+
+    def _table_after_growth(self, table: torch.Tensor) -> torch.Tensor:
+        return self.fine_next if table.shape[-1] == NUM_ACTIONS else self.coarse_next
+
+    def fine(self, rows, ids, actions):
+        """Next state ids after fine actions: rows (n,), ids (n, N), actions (n, N) -> (n, N)."""
+        rows = rows[:, None].expand_as(ids)
+        return self._transition(self.fine_next, rows, ids, actions,
+                                lambda z, a: self.model.step(z, F.one_hot(a, NUM_ACTIONS).float()))
+
+    def coarse(self, rows, ids, macros):
+        """Next state ids after macro-actions (indices into all 3^k sequences), shapes as `fine`."""
+        rows = rows[:, None].expand_as(ids)
+        return self._transition(self.coarse_next, rows, ids, macros, lambda z, m: self.model.coarse_step(z, self.macros[m]))
+
+    @torch.no_grad()
+    def embeddings(self, rows, ids) -> torch.Tensor:
+        """Energy embeddings of states: rows (n,), ids (n, N) -> (n, N, E), computed on first use."""
+        rows = rows[:, None].expand_as(ids)
+        missing = ~self.has_embedding[rows, ids]
+        if missing.any():
+            pairs = torch.unique(torch.stack([rows[missing], ids[missing]], 1), dim=0)
+            for chunk in pairs.split(CHUNK):
+                b, i = chunk.cpu().numpy().T
+                self.embedding[chunk[:, 0], chunk[:, 1]] = self.energy.embed_codes(
+                    torch.as_tensor(self.codes[b, i], device=self.device))
+                self.has_embedding[chunk[:, 0], chunk[:, 1]] = True
+        self._count(rows)
+        return self.embedding[rows, ids]
+
+    def to_goal(self, rows, ids) -> torch.Tensor:
+        """Energy of states w.r.t. their episode's goal: (n, N) -> (n, N)."""
+        return self.energy.to_goal(self.embeddings(rows, ids), self.goal[rows])
 
 
-def flat_gd(model, energy, z, goal, H, cfg, generator):
-    """Gradient descent on relaxed action logits over the whole remaining horizon."""
-    logits = torch.zeros(z.shape[0], H, NUM_ACTIONS, device=z.device, requires_grad=True)
+class GraphView:
+    """The graph restricted to some episodes: planners index them 0..n-1."""
+
+    def __init__(self, graph: LazyGraph, rows: np.ndarray):
+        self.graph, self.rows = graph, torch.as_tensor(rows, device=graph.device)
+        self.model, self.energy, self.num_macros, self.device = graph.model, graph.energy, graph.num_macros, graph.device
+
+    def fine(self, ids, actions):
+        return self.graph.fine(self.rows, ids, actions)
+
+    def coarse(self, ids, macros):
+        return self.graph.coarse(self.rows, ids, macros)
+
+    def to_goal(self, ids):
+        return self.graph.to_goal(self.rows, ids)
+
+    def distance(self, ids, target):
+        """Quasimetric from states ids (n, N) to one state per episode target (n,) -> (n, N)."""
+        return self.energy.distance(self.graph.embeddings(self.rows, ids),
+                                    self.graph.embeddings(self.rows, target[:, None]))
+
+
+def cem(view: GraphView, ids: torch.Tensor, horizon: int, coarse: bool, num_samples: int, num_iters: int,
+        elite_frac: float, depth_cost: float, generator: torch.Generator, target: torch.Tensor | None = None):
+    """Cross-entropy method over `horizon` fine actions (independent categoricals, PlaNet-style) from
+    states ids (n,). With `coarse` the samples are rolled out by the coarse transition, one call per
+    `coarse_stride` actions (horizon must be a multiple of it), and scored at the macro boundaries:
+    the same optimizer and distribution, k times fewer model calls per sample. With `target` (n,)
+    state ids, the cost is the energy's quasimetric to that state (a subgoal) instead of the goal's.
+    Returns the best action sequence found (n, horizon) and its cost (n,)."""
+    n = len(ids)
+    stride = view.model.coarse_stride if coarse else 1
+    weights = NUM_ACTIONS ** torch.arange(stride - 1, -1, -1, device=ids.device)  # macro index of k actions
+    probs = torch.full((n, horizon, NUM_ACTIONS), 1.0 / NUM_ACTIONS, device=ids.device)
+    num_elite = max(1, int(round(elite_frac * num_samples)))
+    best_cost = torch.full((n,), float("inf"), device=ids.device)
+    best = torch.zeros((n, horizon), dtype=torch.long, device=ids.device)
+    for _ in range(num_iters):
+        samples = torch.multinomial(probs.reshape(-1, NUM_ACTIONS), num_samples, replacement=True, generator=generator)
+        samples = samples.reshape(n, horizon, num_samples).transpose(1, 2)  # (n, N, horizon)
+        state, cost = ids[:, None].expand(n, num_samples), torch.full((n, num_samples), float("inf"), device=ids.device)
+        for t in range(horizon // stride):
+            chunk = samples[..., t * stride:(t + 1) * stride]
+            state = view.coarse(state, (chunk * weights).sum(-1)) if coarse else view.fine(state, chunk[..., 0])
+            energy = view.to_goal(state) if target is None else view.distance(state, target)
+            cost = torch.minimum(cost, energy + depth_cost * stride * (t + 1))
+        elite_cost, elite = cost.topk(num_elite, dim=-1, largest=False)
+        elite_seq = samples.gather(1, elite[..., None].expand(-1, -1, horizon))
+        probs = F.one_hot(elite_seq, NUM_ACTIONS).float().mean(1)
+        improved = elite_cost[:, 0] < best_cost
+        best_cost = torch.where(improved, elite_cost[:, 0], best_cost)
+        best = torch.where(improved[:, None], elite_seq[:, 0], best)
+    return best, best_cost
+
+
+def all_sequences(length: int, device) -> torch.Tensor:
+    """Every fine action sequence of `length`: (3^length, length) long."""
+    return torch.tensor(list(itertools.product(range(NUM_ACTIONS), repeat=length)), device=device)
+
+
+def exhaustive(view: GraphView, ids: torch.Tensor, length: int, score) -> torch.Tensor:
+    """The fine sequence of `length` with the lowest score(states (n, S) after t+1 steps, t), min over t."""
+    seqs = all_sequences(length, ids.device)  # (S, length)
+    state = ids[:, None].expand(len(ids), len(seqs))
+    cost = torch.full(state.shape, float("inf"), device=ids.device)
+    for t in range(length):
+        state = view.fine(state, seqs[None, :, t].expand_as(state))
+        cost = torch.minimum(cost, score(state, t))
+    return seqs[cost.argmin(-1)]
+
+
+def helm(view, ids, H, cfg, generator):
+    k = view.model.coarse_stride
+    goal_score = lambda state, t: view.to_goal(state) + cfg.depth_cost * (t + 1)
+    if H <= k:
+        return exhaustive(view, ids, H, goal_score)
+    macros = min(math.ceil(H / k), cfg.coarse_horizon)
+    plan, _ = cem(view, ids, macros * k, True, cfg.helm_num_samples, cfg.helm_num_iters, cfg.cem_elite_frac,
+                  cfg.depth_cost, generator)
+    subgoal = coarse_subgoal(view, ids, plan, cfg)
+    fine_horizon = min(H, cfg.helm_subgoal_macros * k)
+    return cem(view, ids, fine_horizon, False, cfg.helm_fine_samples, cfg.helm_num_iters, cfg.cem_elite_frac,
+               cfg.depth_cost, generator, target=subgoal)[0]
+
+
+def coarse_subgoal(view, ids: torch.Tensor, plan: torch.Tensor, cfg) -> torch.Tensor:
+    """The subgoal on a coarse plan (n, M x k): its lowest-energy state among the first
+    `helm_subgoal_macros` macro-steps (the whole plan's best if that comes earlier)."""
+    k = view.model.coarse_stride
+    weights = NUM_ACTIONS ** torch.arange(k - 1, -1, -1, device=ids.device)
+    macros = (plan.unflatten(1, (-1, k)) * weights).sum(-1)  # (n, M)
+    states, state = [], ids[:, None]
+    for m in range(macros.shape[1]):
+        state = view.coarse(state, macros[:, m:m + 1])
+        states.append(state[:, 0])
+    states = torch.stack(states, 1)  # (n, M)
+    cost = view.to_goal(states) + cfg.depth_cost * k * torch.arange(1, states.shape[1] + 1, device=ids.device)
+    best = cost.argmin(-1).clamp_max(cfg.helm_subgoal_macros - 1)
+    return states.gather(1, best[:, None])[:, 0]
+
+
+def helm_no_coarse(view, ids, H, cfg, generator):
+    horizon = min(H, cfg.coarse_horizon * view.model.coarse_stride)
+    return cem(view, ids, horizon, False, cfg.no_coarse_num_samples, cfg.helm_num_iters, cfg.cem_elite_frac,
+               cfg.depth_cost, generator)[0]
+
+
+def cem_planner(view, ids, H, cfg, generator):
+    return cem(view, ids, min(H, cfg.cem_horizon), False, cfg.cem_num_samples, cfg.cem_num_iters, cfg.cem_elite_frac,
+               cfg.depth_cost, generator)[0]
+
+
+def random_actions(view, ids, H, cfg, generator):
+    return torch.randint(NUM_ACTIONS, (len(ids), H), generator=generator, device=ids.device)
+
+
+def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, generator):
+    """Gradient descent on relaxed action logits over the whole remaining horizon. z (n, C, W, H) encoded
+    observations, goal (n, 4, E) goal embeddings -> actions (n, H), model evaluations per episode."""
+    logits = torch.zeros(len(z), H, NUM_ACTIONS, device=z.device, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=cfg.gd_lr)
-    with torch.enable_grad():  # callers plan under no_grad; only the logits need gradients
+    with torch.enable_grad():
         for _ in range(cfg.gd_steps):
             uniform = torch.rand(logits.shape, generator=generator, device=z.device).clamp_min(1e-10)
             actions = F.softmax((logits - torch.log(-torch.log(uniform))) / cfg.gumbel_tau, dim=-1)
-            costs = rollout_costs(model, energy, z, actions, goal, cfg)  # (B, H)
+            state, costs = z, []
+            for t in range(H):
+                state = model.step(state, actions[:, t])
+                e = energy.to_goal(energy.embed(model.soft_observation(state)), goal)
+                costs.append(e + cfg.depth_cost * (t + 1))
+            costs = torch.stack(costs, -1)
             soft_min = -cfg.softmin_temperature * torch.logsumexp(-costs / cfg.softmin_temperature, dim=-1)
             opt.zero_grad(set_to_none=True)
             soft_min.sum().backward()
             opt.step()
-    return logits.detach().argmax(-1), cfg.gd_steps * H
+    return logits.detach().argmax(-1), cfg.gd_steps * H * 2
 
 
-def all_macros(length: int, device) -> torch.Tensor:
-    """Every action sequence of `length`: (3^length, length) long."""
-    return torch.tensor(list(itertools.product(range(NUM_ACTIONS), repeat=length)), device=device)
-
-
-def helm(model, energy, z, goal, H, cfg, generator=None):
-    """Coarse-to-fine: a two-level coarse lookahead ranks the first macro-action, the fine model
-    re-scores the best `helm_top_k` step by step; returns the winning macro's k actions (B, k)."""
-    B, k = z.shape[0], min(model.coarse_stride, H)
-    macros = all_macros(k, z.device)  # (M, k)
-    one_hot = F.one_hot(macros, NUM_ACTIONS).float()
-    M = len(macros)
-    if k < model.coarse_stride:  # the budget ends within one coarse step: refine every sequence
-        fine_cost = rollout_costs(model, energy, z[:, None].expand(B, M, *z.shape[1:]),
-                                  one_hot.expand(B, M, k, NUM_ACTIONS), goal, cfg).amin(-1)
-        return macros[fine_cost.argmin(-1)], M * k
-    first = model.coarse_step(z[:, None].expand(B, M, *z.shape[1:]), one_hot.expand(B, M, k, NUM_ACTIONS))
-    coarse_cost, coarse_evals = energy.to_goal(first, goal) + cfg.depth_cost * k, M  # (B, M)
-    if cfg.helm_coarse_depth == 2 and H >= 2 * k:  # best second subgoal behind each first one
-        second = model.coarse_step(first[:, :, None].expand(B, M, M, *first.shape[2:]),
-                                   one_hot.expand(B, M, M, k, NUM_ACTIONS))
-        continuation = energy.to_goal(second, goal).amin(-1) + cfg.depth_cost * 2 * k
-        coarse_cost, coarse_evals = torch.minimum(coarse_cost, continuation), M + M * M
-    else:
-        continuation = torch.full_like(coarse_cost, float("inf"))
-    top = coarse_cost.topk(min(cfg.helm_top_k, M), dim=-1, largest=False).indices  # (B, K)
-    fine_cost = rollout_costs(model, energy, z[:, None].expand(B, top.shape[1], *z.shape[1:]), one_hot[top], goal, cfg)
-    score = torch.minimum(fine_cost.amin(-1), continuation.gather(1, top))  # fine steps, then the coarse tail
-    best = top.gather(1, score.argmin(-1, keepdim=True))[:, 0]
-    return macros[best], coarse_evals + top.shape[1] * k
-
-
-def cem(model, energy, z, goal, H, cfg, generator):
-    """Cross-entropy method on per-step categorical action distributions; returns the best sample seen."""
-    B, N, H = z.shape[0], cfg.cem_num_samples, min(H, cfg.cem_horizon)
-    n_elite = max(1, int(round(cfg.cem_elite_frac * N)))
-    probs = torch.full((B, H, NUM_ACTIONS), 1.0 / NUM_ACTIONS, device=z.device)
-    best_cost = torch.full((B,), float("inf"), device=z.device)
-    best_actions = torch.zeros(B, H, dtype=torch.long, device=z.device)
-    z_samples = z[:, None].expand(B, N, *z.shape[1:])
-    for _ in range(cfg.cem_num_iters):
-        samples = torch.multinomial(probs.reshape(B * H, NUM_ACTIONS), N, replacement=True, generator=generator)
-        samples = samples.reshape(B, H, N).transpose(1, 2)  # (B, N, H)
-        one_hot = F.one_hot(samples, NUM_ACTIONS).float()
-        cost = rollout_costs(model, energy, z_samples, one_hot, goal, cfg).amin(-1)
-        elite_cost, elite = cost.topk(n_elite, dim=-1, largest=False)
-        elite_actions = samples.gather(1, elite[..., None].expand(-1, -1, H))  # (B, n_elite, H)
-        probs = F.one_hot(elite_actions, NUM_ACTIONS).float().mean(1)
-        improved = elite_cost[:, 0] < best_cost
-        best_cost = torch.where(improved, elite_cost[:, 0], best_cost)
-        best_actions = torch.where(improved[:, None], elite_actions[:, 0], best_actions)
-    return best_actions, cfg.cem_num_iters * N * H
-
-
-def random_actions(model, energy, z, goal, H, cfg, generator):
-    return torch.randint(NUM_ACTIONS, (z.shape[0], H), generator=generator, device=z.device), 0
-
-
-MODEL_PLANNERS = {"flat": flat_gd, "helm": helm, "cem": cem, "random": random_actions}
+GRAPH_PLANNERS = {"helm": helm, "helm_no_coarse": helm_no_coarse, "helm_no_spectral": helm, "helm_no_hf": helm,
+                  "cem": cem_planner, "random": random_actions}

@@ -125,10 +125,10 @@ def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
     """Each experiment's own unit-identity function, fed the config with one field changed."""
     from exp1_spectral_cliff.train_helm import unit_config as exp1_unit
     from exp2_funnel_heatmap.training import ModelSpec, unit_config as exp2_unit
-    from exp3_planning_efficiency.run_experiment import unit_config as exp3_unit
+    from exp3_planning_efficiency.training import model_unit as exp3_unit
     unit = {Exp1Config: lambda c: exp1_unit(c, "helm", 0, 1),
             Exp2Config: lambda c: exp2_unit(ModelSpec("flat", 0, "flat"), c),
-            Exp3Config: lambda c: exp3_unit(c, 0, "model")}[cls]
+            Exp3Config: lambda c: exp3_unit(c, 0, "layouts", ["spectral", "hf"])}[cls]
     base = cls()
     for f in dataclasses.fields(cls):
         if _changed(base, f) is None:

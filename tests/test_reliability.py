@@ -60,10 +60,11 @@ EXPS = {
                  "--batch-size", "32"],
                 "flat_seed0.pt", ["--lr", "7e5"]),  # sends some of the models (not all) to NaN
     "exp3": Exp("exp3_planning_efficiency",
-                ["--quick", "--quiet", "--num-walks", "50", "--model-train-steps", "20", "--energy-train-steps", "20",
-                 "--planning-horizons", "10", "--num-eval-episodes", "2", "--planners", "flat", "helm", "cem",
-                 "--gd-steps", "5", "--cem-num-samples", "16", "--cem-num-iters", "2", "--hidden-dim", "16"],
-                "models_seed0.pt", ["--model-lr", "1e6"]),
+                ["--quick", "--quiet", "--tracks", "unseen-layouts", "--num-train-layouts", "4", "--walks-per-layout", "5",
+                 "--model-train-steps", "20", "--energy-train-steps", "20", "--planning-horizons", "10", "20",
+                 "--num-eval-episodes", "2", "--num-test-layouts", "2", "--planners", "flat", "helm", "cem",
+                 "--helm-num-samples", "8", "--cem-num-samples", "16", "--no-coarse-num-samples", "16"],
+                "models_layouts_seed0.pt", ["--model-lr", "1e6"]),
 }
 pytestmark = pytest.mark.slow  # every test here runs whole (tiny) experiments
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -240,7 +241,7 @@ def test_unwritable_out_dir_exits_2_with_one_line(name, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,flags", [("exp1", ["--horizons", "0"]), ("exp2", ["--lr", "abc"]),
-                                        ("exp3", ["--env-id", "MiniGrid-NoSuchEnv-v0"])])
+                                        ("exp3", ["--tracks", "mars"])])
 def test_bad_invocation_through_the_command_line(name, flags, tmp_path):
     out = tmp_path / "out"
     result = run_cli(EXPS[name], flags + ["--out-dir", str(out)])

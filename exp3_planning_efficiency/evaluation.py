@@ -1,0 +1,144 @@
+"""Evaluation: batched planning episodes on layouts, executed in the fast simulator.
+
+Protocol (fixed before any tuning): for horizon T, `num_eval_episodes` tasks per seed, each a layout
+of the track's evaluation set, a start pose and a goal cell with BFS distance in (T/2, T]
+(`tasks_across_layouts`, seeded per seed and T: the same tasks for every planner); the agent has T
+steps; every planner re-plans after `replan_every` steps from the current observation; success = the
+agent stands on the goal cell within the T steps. Planners see observations only: the current one
+and the goal's (the agent on the goal cell, one per direction). `bfs` follows the true shortest path
+(it reads the layout) and is a labelled reference, not a method.
+
+Episodes run in `FastMaze`, the numpy twin of MiniGrid (tested equal to it step by step on random
+layouts of both environment families), which makes a batch of episodes ~100x faster to step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.config import identity
+from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
+from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations, tasks_across_layouts
+from exp3_planning_efficiency.planners import GRAPH_PLANNERS, GraphView, LazyGraph, flat_gd
+
+
+def bfs_actions(maze: FastMaze, cell_dist: np.ndarray, pose: int, goal_cell: int, n: int) -> np.ndarray:
+    """Reference: n greedy steps down the true BFS distance (reads the true layout)."""
+    actions = []
+    for _ in range(n):
+        a = int(cell_dist[maze.next_pose[pose], goal_cell].argmin())
+        actions.append(a)
+        pose = maze.next_pose[pose, a]
+    return np.asarray(actions)
+
+
+def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists: list[np.ndarray],
+                 layouts: np.ndarray, starts: np.ndarray, goal_cells: np.ndarray, horizon: int, cfg,
+                 generator: torch.Generator, device) -> dict:
+    """One batch of episodes (one per task) with `planner`; returns per-episode arrays."""
+    B = len(starts)
+    maze_of = [mazes[l] for l in layouts]
+    pose = np.array([m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)])
+    goal_index = np.array([int(np.flatnonzero((m.cells == g).all(1))[0]) for m, g in zip(maze_of, goal_cells)])
+    goal_codes = np.stack([goal_observations(m, g[None])[0] for m, g in zip(maze_of, goal_cells)])
+    graph = LazyGraph(model, energy, goal_codes, device) if planner in GRAPH_PLANNERS else None
+    if planner == "flat":
+        with torch.no_grad():
+            goal = energy.embed_codes(torch.as_tensor(goal_codes, device=device).flatten(0, 1)).unflatten(0, (B, 4))
+    done, steps = np.zeros(B, dtype=bool), np.full(B, horizon)
+    evals = np.zeros(B, dtype=np.int64)
+    plan_seconds, t = 0.0, 0
+    while t < horizon and not done.all():
+        active = np.flatnonzero(~done)
+        H = horizon - t
+        codes = np.stack([maze_of[b].codes(maze_of[b].poses[pose[b]][None])[0] for b in active])
+        start = time.perf_counter()
+        if planner == "bfs":
+            actions = np.stack([bfs_actions(maze_of[b], cell_dists[layouts[b]], pose[b], goal_index[b],
+                                            min(cfg.replan_every, H)) for b in active])
+        elif planner == "flat":
+            with torch.no_grad():
+                z = model.encode_codes(torch.as_tensor(codes, device=device))
+            actions, n_evals = flat_gd(model, energy, z, goal[torch.as_tensor(active, device=device)], H, cfg, generator)
+            evals[active] += n_evals
+            actions = actions.cpu().numpy()
+        else:
+            ids = torch.as_tensor(graph.ids_of(active, codes), device=device)
+            actions = GRAPH_PLANNERS[planner](GraphView(graph, active), ids, H, cfg, generator).cpu().numpy()
+        plan_seconds += time.perf_counter() - start
+        executed = min(cfg.replan_every, actions.shape[1], H)  # never past the horizon
+        for j in range(executed):
+            for row, b in enumerate(active):
+                if done[b]:
+                    continue
+                pose[b] = maze_of[b].next_pose[pose[b], actions[row, j]]
+                if (maze_of[b].poses[pose[b], :2] == goal_cells[b]).all():
+                    done[b], steps[b] = True, t + j + 1
+        t += executed
+    if graph is not None:
+        evals = graph.evals
+    optimal = np.array([cell_dists[l][pose_index, g] for l, pose_index, g in
+                        zip(layouts, [m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)], goal_index)])
+    return {"success": done, "steps": steps, "bfs_distance": optimal, "model_evals": evals,
+            "plan_seconds_per_episode": plan_seconds / B}
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation units
+
+NETWORKS = {"helm_no_spectral": ("no_spectral", "hf"), "helm_no_hf": ("spectral", "no_hf")}  # else HELM's own
+BUDGET_FIELDS = {"helm": "helm_num_samples", "helm_no_coarse": "no_coarse_num_samples", "cem": "cem_num_samples",
+                 "flat": "gd_steps"}  # what a Pareto budget scales
+PARETO_HORIZONS = (50, 80)
+PARETO_TRACKS = ("unseen-layouts", "fourrooms", "limited-data-100")  # one Pareto plot per track (compute)
+
+
+def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:
+    """The configured horizons for which some layout has a task (BFS distance in (T/2, T])."""
+    return [T for T in cfg.planning_horizons if any(((d > T / 2) & (d <= T)).any() for d in cell_dists)]
+
+
+def scaled(cfg, planner: str, scale: float):
+    """The config with the planner's budget field multiplied by `scale` (at least 1)."""
+    field = BUDGET_FIELDS[planner]
+    return dataclasses.replace(cfg, **{field: max(1, int(round(getattr(cfg, field) * scale)))})
+
+
+def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, mazes: list[FastMaze],
+                   cell_dists: list[np.ndarray], planners: list[str], checkpoint_dir: Path, device) -> dict:
+    """Every planner on the seed's tasks of every usable horizon of a track (the same tasks for every
+    planner), plus the Pareto budgets at T = 50 and 80. Evaluation units are checkpointed."""
+    horizons = usable_horizons(cfg, cell_dists)
+    tasks = {T: tasks_across_layouts(mazes, cell_dists, T, cfg.num_eval_episodes, numpy_rng(seed, "exp3-tasks", track_key, T))
+             for T in horizons}
+    runs = [(planner, 1.0) for planner in planners]
+    if track in PARETO_TRACKS:
+        runs += [(planner, s) for planner in planners if planner in BUDGET_FIELDS for s in cfg.budget_scales]
+    out: dict = {"horizons": horizons, "success": {}, "pareto": {}}
+    for planner, scale in progress(runs, cfg.quiet, desc=f"seed {seed} {track}", leave=False):
+        Ts = horizons if scale == 1.0 else [T for T in horizons if T in PARETO_HORIZONS]
+        if not Ts:
+            continue
+        unit = {**identity(cfg, "model", "eval"), "seed": seed, "track": track, "planner": planner, "scale": scale}
+        path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}.pt"
+        done = load_checkpoint_if_matches(path, unit)
+        if done is None:
+            model_name, energy_name = NETWORKS.get(planner, ("spectral", "hf"))
+            run_cfg = scaled(cfg, planner, scale) if scale != 1.0 else cfg
+            results = {}
+            for T in Ts:
+                generator = torch_generator(seed, "exp3-planner", track_key, T, device=device)
+                episodes = run_episodes(planner, nets[model_name], nets[energy_name], mazes, cell_dists, *tasks[T][:3],
+                                        T, run_cfg, generator, device)
+                results[str(T)] = {k: np.asarray(v).tolist() for k, v in episodes.items()}
+            done = {"unit_config": unit, "results": results}
+            save_checkpoint(path, done)
+        target = out["success"] if scale == 1.0 else out["pareto"]
+        target.setdefault(planner, {})[scale if scale != 1.0 else "results"] = done["results"]
+    out["success"] = {p: v["results"] for p, v in out["success"].items()}
+    return out

@@ -1,0 +1,92 @@
+"""Training units of Experiment 3: the world models and goal energies of one seed on one data source.
+
+A data source is either the training layouts (`"layouts"`, used by the unseen-layouts and fourrooms
+tracks) or the one fixed layout with N random walks (`"fixed-N"`, the limited-data track). Each unit
+trains HELM's world model (spectral hinge on) and energy (HF on), and, where the ablations need them,
+the same world model without the hinge and the same energy without HF, with the same data, optimizer
+and steps. Quality (k-step accuracy, energy vs BFS) is measured on the evaluation layouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.config import identity
+from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
+from exp3_planning_efficiency.energy import GoalEnergy, train_energy
+from exp3_planning_efficiency.quality import energy_quality, k_step_accuracy
+from exp3_planning_efficiency.env_minigrid import FastMaze, Replay
+from exp3_planning_efficiency.world_model import WorldModel, train_world_model
+
+WORLD_MODELS = {"spectral": lambda cfg: cfg.lambda_spectral, "no_spectral": lambda cfg: 0.0}
+ENERGIES = {"hf": lambda cfg: cfg.hf_noise_sigma, "no_hf": lambda cfg: 0.0}
+
+
+def build_world_model(cfg, device) -> WorldModel:
+    """The world model, its convolutions channels-last in memory (faster here, same function)."""
+    return WorldModel(cfg.latent_channels, cfg.hidden_channels, cfg.coarse_hidden_channels, cfg.coarse_stride).to(
+        device, memory_format=torch.channels_last)
+
+
+def build_energy(cfg, maze: FastMaze, device) -> GoalEnergy:
+    return GoalEnergy(maze.width, maze.height, cfg.energy_hidden).to(device, memory_format=torch.channels_last)
+
+
+def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dists, variants: tuple[str, ...],
+               device) -> dict:
+    """Train the world-model and energy `variants` ("spectral", "no_spectral", "hf", "no_hf") of one seed
+    on `replay`; returns their state dicts, loss curves and quality on the evaluation layouts."""
+    out = {"state": {}, "loss_curves": {}, "quality": {}, "diverged": []}
+    eval_replay = Replay(eval_mazes, 8, 32, numpy_rng(seed, "exp3-quality-walks"))
+    for name in variants:
+        torch.manual_seed(_stream_int(seed, "exp3-init", list(WORLD_MODELS | ENERGIES).index(name)))
+        if name in WORLD_MODELS:
+            net = build_world_model(cfg, device)
+            losses = train_world_model(net, replay, dataclasses.replace(cfg, lambda_spectral=WORLD_MODELS[name](cfg)),
+                                       numpy_rng(seed, "exp3-model-batches"), cfg.quiet)
+            quality = (lambda: {"k_step_accuracy": k_step_accuracy(net, eval_replay, [1, 2, 4, 8, 16],
+                                                                   numpy_rng(seed, "exp3-model-quality"))})
+        else:
+            net = build_energy(cfg, replay.mazes[0], device)
+            losses = train_energy(net, replay, dataclasses.replace(cfg, hf_noise_sigma=ENERGIES[name](cfg)),
+                                  numpy_rng(seed, "exp3-energy-batches"),
+                                  torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
+            quality = lambda: energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))
+        out["state"][name], out["loss_curves"][name] = net.state_dict(), losses
+        if np.isfinite(losses).all():
+            out["quality"][name] = quality()
+        else:
+            out["diverged"].append(name)
+    return out
+
+
+def model_unit(cfg, seed: int, source: str, variants) -> dict:
+    """A training unit's identity: seed, data source, variants and every config field of role "model"."""
+    return {"seed": seed, "source": source, "variants": list(variants), **identity(cfg, "model")}
+
+
+def load_or_train_unit(cfg, seed: int, source: str, replay_fn, eval_mazes, eval_dists, variants, device,
+                       checkpoint_dir: Path) -> dict:
+    """The unit's checkpoint if it matches `model_unit`, else train it (and save it)."""
+    unit = model_unit(cfg, seed, source, variants)
+    path = checkpoint_dir / f"models_{source}_seed{seed}.pt"
+    payload = load_checkpoint_if_matches(path, unit)
+    if payload is None:
+        payload = {"unit_config": unit, **train_unit(cfg, seed, source, replay_fn(), eval_mazes, eval_dists,
+                                                     variants, device)}
+        save_checkpoint(path, payload)
+    return payload
+
+
+def load_networks(cfg, payload: dict, maze: FastMaze, device) -> dict:
+    """The unit's trained networks by variant name, frozen (planners differentiate actions only)."""
+    nets = {}
+    for name, state in payload["state"].items():
+        net = build_world_model(cfg, device) if name in WORLD_MODELS else build_energy(cfg, maze, device)
+        net.load_state_dict(state)
+        nets[name] = net.requires_grad_(False).eval()
+    return nets
