@@ -385,14 +385,24 @@ class Exp3Config(RunConfig):
                                ge=2, le=5)
     model_train_steps: int = param(1000, "world-model training steps", "model", ge=1, le=100_000)
     model_batch_size: int = param(32, "batch size (windows) of world-model training", "model", ge=1, le=4096)
+    coarse_heads: int = param(2, "coarse transitions trained side by side (an ensemble); planners trust a coarse "
+                              "prediction only where all agree", "model", ge=1, le=8)
+    coarse_batch_size: int = param(64, "batch size (windows of coarse_stride actions) of the coarse transition's "
+                                   "loss", "model", ge=1, le=4096)
     model_lr: float = param(1e-2, "Adam learning rate of the world model (cosine decay)", "model", gt=0)
     model_rollout_steps: int = param(4, "latent rollout length of the prediction loss", "model", ge=1, le=64)
     lambda_spectral: float = param(0.1, "HELM: weight of the spectral hinge on the fine transition", "model", ge=0)
     # goal energy
-    energy_hidden: int = param(128, "MLP width of the goal energy", "model", ge=1, le=4096)
-    energy_train_steps: int = param(1000, "goal-energy training steps", "model", ge=1, le=100_000)
-    energy_batch_size: int = param(256, "observation pairs per goal-energy training step", "model", ge=1, le=8192)
-    energy_lr: float = param(3e-3, "Adam learning rate of the goal energy (cosine decay)", "model", gt=0)
+    energy_hidden: int = param(16, "channels of the goal energy's edge-cost CNN", "model", ge=1, le=1024)
+    energy_iterations: int = param(64, "Bellman-Ford sweeps of the goal energy in training (planning and "
+                                   "evaluation sweep until the values stop changing)", "model", ge=1, le=10_000)
+    energy_train_steps: int = param(600, "goal-energy training steps", "model", ge=1, le=100_000)
+    energy_batch_size: int = param(16, "goal observations per goal-energy training step", "model", ge=1, le=4096)
+    energy_starts_per_goal: int = param(32, "start observations per goal in goal-energy training", "model",
+                                        ge=1, le=4096)
+    energy_lr: float = param(1e-2, "Adam learning rate of the goal energy (cosine decay)", "model", gt=0)
+    energy_push_weight: float = param(10.0, "weight of the goal energy's bonus for distance between pairs "
+                                      "(the quasimetric loss)", "model", ge=0)
     hf_noise_sigma: float = param(0.3, "HELM: HF invariance, feature noise of the energy (x feature std)", "model",
                                   gt=0, le=100)
     # planning
@@ -401,7 +411,7 @@ class Exp3Config(RunConfig):
     num_eval_episodes: int = param(10, "evaluation episodes per horizon per seed and track", "eval", ge=1, le=1000)
     planners: list[str] = param(list(EXP3_PLANNERS), "planners to evaluate", "eval", choices=EXP3_PLANNERS)
     replan_every: int = param(4, "every planner re-plans after this many real steps", "eval", ge=1, le=1000)
-    coarse_horizon: int = param(20, "HELM: most macro-steps the coarse level plans ahead", "eval", ge=1, le=100)
+    coarse_horizon: int = param(5, "HELM: most macro-steps the coarse level plans ahead", "eval", ge=1, le=100)
     helm_num_samples: int = param(64, "HELM: CEM samples per iteration of the coarse level", "eval", ge=1, le=100_000)
     helm_num_iters: int = param(4, "HELM (both levels) and HELM-without-coarse: CEM iterations", "eval", ge=1, le=1000)
     helm_subgoal_macros: int = param(3, "HELM: the subgoal is at most this many macro-steps ahead on the coarse plan",
@@ -429,7 +439,7 @@ class Exp3Config(RunConfig):
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
                 "num_fourrooms_layouts": 5, "walks_per_layout": 10, "limited_data_walks": [100],
-                "model_train_steps": 40, "energy_train_steps": 40, "planning_horizons": [10, 50],
+                "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
                 "budget_scales": [2.0]}

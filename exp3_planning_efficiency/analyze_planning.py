@@ -189,17 +189,20 @@ def plot_success(metrics: dict, path: Path) -> Path:
 
 
 def plot_pareto(metrics: dict, path: Path) -> Path:
+    """Success vs model evaluations (top row) and vs planning seconds (bottom row) per episode."""
     panels = [(track, T) for track in _tracks(metrics)
               for T in sorted({T for rows in metrics["tracks"][track]["pareto"].values() for T in rows}, key=int)]
-    fig, axes = viz.new_figure(ncols=max(1, len(panels)), width=4.6, height=4)
-    for ax, (track, T) in zip(axes[0], panels):
-        for planner, per_T in metrics["tracks"][track]["pareto"].items():
-            rows = per_T.get(T, [])
-            ax.plot([r["model_evals_per_episode"] for r in rows], [r["success"] for r in rows], "o-",
-                    color=viz.color(planner), label=PLANNER_LABELS.get(planner, planner))
-        ax.set(xscale="log", xlabel="model evaluations per episode", ylabel="success rate", ylim=(-0.02, 1.02),
-               title=f"{track}, T = {T}")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig, axes = viz.new_figure(nrows=2, ncols=max(1, len(panels)), width=4.6, height=4)
+    for column, (track, T) in enumerate(panels):
+        for row, (key, label) in enumerate((("model_evals_per_episode", "model evaluations per episode"),
+                                            ("seconds_per_episode", "planning seconds per episode"))):
+            ax = axes[row, column]
+            for planner, per_T in metrics["tracks"][track]["pareto"].items():
+                rows = sorted(per_T.get(T, []), key=lambda r: r[key])
+                ax.plot([r[key] for r in rows], [r["success"] for r in rows], "o-", color=viz.color(planner),
+                        label=PLANNER_LABELS.get(planner, planner))
+            ax.set(xscale="log", xlabel=label, ylabel="success rate", ylim=(-0.02, 1.02), title=f"{track}, T = {T}")
+            ax.xaxis.set_minor_formatter(NullFormatter())
     _legend(_fullest(axes[0]))
     fig.suptitle("Success vs planning compute (each planner at several budgets)")
     return viz.save(fig, path)
@@ -211,8 +214,9 @@ def plot_models(metrics: dict, path: Path) -> Path:
         quality = model["quality"]
         if "spectral" in quality:
             acc = quality["spectral"]["k_step_accuracy"]
-            ks = sorted(int(k) for k in acc if k != "coarse")
-            axes[0, 0].plot(ks, [acc[str(k)] for k in ks], "o-", label=f"{name} (coarse step {acc['coarse']:.2f})")
+            ks = sorted(int(k) for k in acc if k.isdigit())
+            axes[0, 0].plot(ks, [acc[str(k)] for k in ks], "o-",
+                            label=f"{name} (coarse step {acc['coarse']:.2f}, members agree {acc['coarse_agreement']:.2f})")
         if "hf" in quality and name.startswith("layouts"):
             e = quality["hf"]
             axes[0, 1].scatter(e["pairs_bfs"], e["pairs_energy"], s=4, alpha=0.4,

@@ -1,16 +1,28 @@
-"""The goal energy of Experiment 3: a learned quasimetric d(observation, goal observation) >= 0.
+"""The goal energy of Experiment 3: a learned shortest-path distance d(observation, goal) >= 0.
 
-`GoalEnergy` embeds an observation (one-hot codes plus two fixed coordinate planes) with a small
-strided CNN and an MLP, and measures d = ||h(s) - h(g)||_2 + max_i relu(f_i(s) - f_i(g)) between the
-embeddings (a Metric Residual Network, Liu et al. 2023: d(x, x) = 0 and the triangle inequality hold
-for any weights; the max term makes it asymmetric, as turning costs make this maze's distances).
+`GoalEnergy` is a learned value-propagation network (in the spirit of Value Iteration Networks, Tamar
+et al. 2016, with the max-sum backup written as the min-sum of a shortest path). A small CNN reads the
+goal observation (its walls and free cells) and outputs, at every cell, non-negative edge costs of a
+graph over (cell, channel) nodes, channel c paired with the observation plane "agent facing c". One
+step of a path is a switch from channel c to any channel c' at the same cell (a learned cost per pair),
+then a move in channel c' to one of the 3x3 neighbouring cells, the cell itself included (a learned
+cost per offset). Which of these are real actions (turns, forward moves) and which are impossible
+(walls, diagonals, backwards) is not built in: the CNN learns it from the replay. `values` runs
+Bellman-Ford from the goal's own nodes (the planes of the agent in the goal observations), one step per
+sweep: V <- min(V_goal, min over steps (cost + V)), so V is the cost of the cheapest path to the goal
+in the learned graph, d(x, x) = 0 and the triangle inequality hold by construction, and the distance
+propagates through the walls the observation shows, to layouts never seen. `read` evaluates V at an
+observation: the sum of V over its agent planes (the observation's own one-hot input, nothing located
+by hand), so a goal's values are computed once per goal and every state's energy is one product.
 
-Training uses replay only: the target of a pair of observations of one layout is their temporal
-distance in the agent's own experience, the shortest path in the graph of the transitions it recorded
-there (`replay_distances`); observations are identified by equality, never by the layout.
-HELM's HF invariance (`hf_noise_sigma` > 0) mollifies the energy: the CNN features get Gaussian
-noise of `hf_noise_sigma` x their standard deviation during training, so the energy is fitted as
-its Gaussian smoothing and features finer than the noise are suppressed.
+Training uses replay only, as a quasimetric (Quasimetric RL, Wang et al. 2023): the temporal distance
+of two observations in the agent's own replay (the shortest path through the transitions it recorded,
+`replay_distances`) is an upper bound of their true distance, so d is held below it by a hinge, and
+pairs of observations of the same layout are pushed apart (a bonus capped at `PUSH_CAP`); the largest
+d below every recorded path is the true distance of the transitions the CNN generalizes to.
+HELM's HF invariance (`hf_noise_sigma` > 0) mollifies the energy: the CNN features get Gaussian noise
+of `hf_noise_sigma` x their standard deviation during training, so features finer than the noise are
+suppressed.
 """
 
 from __future__ import annotations
@@ -23,46 +35,74 @@ from scipy.sparse.csgraph import shortest_path
 from torch import nn
 
 from common.runs import progress
-from exp3_planning_efficiency.env_minigrid import NUM_CODES, Replay
-from exp3_planning_efficiency.world_model import one_hot_codes, optimizer_step
+from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, NUM_CODES, Replay
+from exp3_planning_efficiency.world_model import conv, one_hot_codes, optimizer_step
 
 UNREACHED = 255  # replay distance of pairs the replay never connects (stored as uint8)
+FAR = 1e3  # value of nodes no path reaches (larger than any distance here)
+PUSH_CAP = 128.0  # pairs are pushed apart up to this distance (longer than any shortest path here)
+CHANNELS = 4  # value channels: one per agent plane of the observation (agent facing d)
+AGENT_PLANES = slice(FIRST_AGENT_CODE, FIRST_AGENT_CODE + CHANNELS)
+WALK_STARTS = 4  # start observations per goal taken from the goal's own walk, just before it
 
 
 class GoalEnergy(nn.Module):
-    def __init__(self, width: int, height: int, hidden: int, sym_dim: int = 32, asym_dim: int = 8):
+    def __init__(self, hidden: int, train_iterations: int):
         super().__init__()
-        self.sym_dim = sym_dim
-        self.features = nn.Sequential(nn.Conv2d(NUM_CODES + 2, 16, 3, padding=1), nn.SiLU(),
-                                      nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.SiLU(),
-                                      nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU(), nn.Flatten())
-        size = 32 * ((width + 3) // 4) * ((height + 3) // 4)
-        self.head = nn.Sequential(nn.Linear(size, hidden), nn.SiLU(), nn.Linear(hidden, sym_dim + asym_dim))
-        xs, ys = torch.meshgrid(torch.linspace(-1, 1, width), torch.linspace(-1, 1, height), indexing="ij")
-        self.register_buffer("coords", torch.stack([xs, ys]))
+        self.train_iterations = train_iterations
+        self.features = nn.Sequential(conv(NUM_CODES, hidden), nn.SiLU(), conv(hidden, hidden), nn.SiLU())
+        self.move_cost = conv(hidden, CHANNELS * 9)  # log-costs, exp'd: costs start at 1 and can grow large
+        self.switch_cost = conv(hidden, CHANNELS * CHANNELS, kernel=1)
+        nn.init.zeros_(self.move_cost.bias)
+        nn.init.zeros_(self.switch_cost.bias)
 
-    def embed(self, x: torch.Tensor, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One-hot (or relaxed) observations (B, 6, W, H) -> embeddings (B, sym_dim + asym_dim); `noise`
-        > 0 perturbs the CNN features by noise x their std (HF invariance, training only)."""
-        f = self.features(torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], dim=1))
+    def edge_costs(self, x_goal: torch.Tensor, noise: float = 0.0, generator: torch.Generator | None = None):
+        """One-hot goal observation (B, 6, W, H) -> move costs (B, 4, 9, W, H) (to the 3x3 neighbourhood)
+        and switch costs (B, 4 out, 4 in, W, H); `noise` > 0 perturbs the features (HF, training only)."""
+        B, _, W, H = x_goal.shape
+        f = self.features(x_goal)
         if noise > 0:
             f = f + noise * f.detach().std() * torch.randn(f.shape, generator=generator, device=f.device)
-        return self.head(f)
+        move = torch.exp(self.move_cost(f).clamp(-6, 6)).reshape(B, CHANNELS, 9, W, H)  # in channel c at x
+        switch = torch.exp(self.switch_cost(f).clamp(-6, 6)).reshape(B, CHANNELS, CHANNELS, W, H)
+        return move, switch
 
-    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.embed(one_hot_codes(codes))
+    def values(self, x_goal: torch.Tensor, iterations: int | None = None, noise: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Goal observations (B, n, 6, W, H) of one layout each (a goal cell: n = 4 directions) ->
+        values V (B, 4, W, H): the learned distance of every node to the nearest goal observation.
+        `iterations` Bellman-Ford sweeps (differentiable; training), or None: until V stops changing
+        (the exact shortest paths of the learned graph; planning and evaluation)."""
+        B, _, _, W, H = x_goal.shape
+        move, switch = self.edge_costs(x_goal[:, 0], noise, generator)
+        source = FAR * (1 - x_goal[:, :, AGENT_PLANES].amax(1))  # 0 on the goal's own nodes
 
-    def distance(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Quasimetric between embeddings (broadcasting over leading dims) -> (...)."""
-        diff = u - v
-        symmetric = torch.sqrt(diff[..., :self.sym_dim].pow(2).sum(-1) + 1e-8)
-        return symmetric + torch.relu(-diff[..., self.sym_dim:]).amax(-1)
+        def sweep(V):  # one step back from the goal: the move into V's nodes, then the switch before it
+            neighbours = F.unfold(F.pad(V, (1, 1, 1, 1), value=FAR), 3).reshape(B, CHANNELS, 9, W, H)
+            V = torch.minimum(source, (neighbours + move).amin(2))
+            return torch.minimum(source, (V[:, None] + switch).amin(2))
 
-    def to_goal(self, embedding: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Energy of embeddings (B, ..., E) w.r.t. a goal cell given by the embeddings of its 4 arrival
-        observations (B, 4, E): the smallest distance to any of them -> (B, ...)."""
-        goal = goal.reshape(goal.shape[0], *([1] * (embedding.dim() - 2)), *goal.shape[1:])
-        return self.distance(embedding.unsqueeze(-2), goal).amin(-1)
+        V = source
+        if iterations is not None:
+            for _ in range(iterations):
+                V = sweep(V)
+            return V
+        with torch.no_grad():
+            for _ in range(4 * W * H):  # a shortest path visits each node at most once
+                V, previous = sweep(V), V
+                if torch.equal(V, previous):
+                    break
+        return V
+
+    def values_of_codes(self, goal_codes: torch.Tensor) -> torch.Tensor:
+        """Goal observation codes (B, n, W, H) -> converged values (B, 4, W, H)."""
+        return self.values(one_hot_codes(goal_codes.flatten(0, 1)).unflatten(0, goal_codes.shape[:2]))
+
+    @staticmethod
+    def read(V: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Energy of observations x (B, N, 6, W, H) (one-hot or relaxed) w.r.t. values V (B, 4, W, H):
+        V summed over each observation's agent planes -> (B, N)."""
+        return (x[:, :, AGENT_PLANES] * V[:, None]).flatten(2).sum(-1)
 
 
 def replay_distances(replay: Replay) -> np.ndarray:
@@ -81,42 +121,46 @@ def replay_distances(replay: Replay) -> np.ndarray:
     return out
 
 
-def energy_loss(energy: GoalEnergy, x_start: torch.Tensor, x_goal: torch.Tensor, target: torch.Tensor,
-                noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Regression of d(start, goal) on temporal distances `target` (B,), short ones weighted more."""
-    d = energy.distance(energy.embed(x_start, noise, generator), energy.embed(x_goal, noise, generator))
-    return (F.smooth_l1_loss(d, target, reduction="none") / (1 + target).sqrt()).mean()
+def energy_loss(d: torch.Tensor, target: torch.Tensor, push_weight: float) -> torch.Tensor:
+    """Quasimetric loss of distances d (B, N) of pairs with replay distances `target` (B, N) (UNREACHED:
+    never connected). A recorded transition between two observations is exactly 1 apart (0 if they
+    are equal), so pairs with target <= 1 are fitted both ways; other connected pairs only have the
+    hinge d <= target; all pairs get a capped bonus for d."""
+    connected = (target != UNREACHED).float()
+    error = torch.where(target <= 1, d - target, torch.relu(d - target))
+    fit = (error.pow(2) * connected).sum() / connected.sum().clamp_min(1)
+    return fit - push_weight * d.clamp(max=PUSH_CAP).mean() / PUSH_CAP
 
 
 def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generator, generator: torch.Generator,
                  quiet: bool = False) -> np.ndarray:
-    """Fit the energy to replay distances between observations of the same layout. Returns the losses."""
+    """Fit the energy to the replay. Each step takes `energy_batch_size` goal observations, each a step of
+    a recorded walk, with `energy_starts_per_goal` start observations of its layout: the walk's
+    `WALK_STARTS` preceding steps (so every batch holds recorded transitions) and observations the
+    replay visited there, drawn uniformly. Returns the losses."""
     device = next(energy.parameters()).device
-    distances = replay_distances(replay)
+    distances = torch.as_tensor(replay_distances(replay))
     visited = [np.unique(replay.poses[replay.layout == i]) for i in range(len(replay.mazes))]
+    counts = np.array([len(v) for v in visited])
+    table = np.stack([np.pad(v, (0, counts.max() - len(v))) for v in visited])  # (layouts, max visited)
     opt = torch.optim.Adam(energy.parameters(), lr=cfg.energy_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.energy_train_steps)
+    G, N = cfg.energy_batch_size, cfg.energy_starts_per_goal
+    back = min(WALK_STARTS, N)
     losses = []
     for _ in progress(range(cfg.energy_train_steps), quiet, desc="goal energy", leave=False):
-        layout, start, goal = sample_connected_pairs(distances, visited, cfg.energy_batch_size, rng)
-        codes = torch.as_tensor(replay.codes(np.stack([layout, layout]), np.stack([start, goal])), device=device)
-        target = torch.as_tensor(distances[layout, start, goal], dtype=torch.float32, device=device)
-        loss = energy_loss(energy, one_hot_codes(codes[0]), one_hot_codes(codes[1]), target, cfg.hf_noise_sigma,
-                           generator)
+        walk = rng.integers(len(replay.poses), size=G)
+        step = rng.integers(1, replay.poses.shape[1], size=G)
+        layout, goal = replay.layout[walk], replay.poses[walk, step]
+        preceding = replay.poses[walk[:, None], np.maximum(step[:, None] - np.arange(1, back + 1), 0)]
+        uniform = table[layout[:, None], rng.integers(counts[layout][:, None], size=(G, N - back))]
+        starts = np.concatenate([preceding, uniform], axis=1)
+        x_goal = one_hot_codes(torch.as_tensor(replay.codes(layout, goal), device=device))
+        x_start = one_hot_codes(torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts),
+                                                device=device).flatten(0, 1)).unflatten(0, (G, N))
+        V = energy.values(x_goal[:, None], energy.train_iterations, cfg.hf_noise_sigma, generator)
+        target = distances[layout[:, None], starts, goal[:, None]].to(device=device, dtype=torch.float32)
+        loss = energy_loss(GoalEnergy.read(V, x_start), target, cfg.energy_push_weight)
         if not optimizer_step(opt, schedule, loss, losses):
             break
     return torch.stack(losses).cpu().numpy()
-
-
-def sample_connected_pairs(distances: np.ndarray, visited: list[np.ndarray], batch: int, rng: np.random.Generator):
-    """`batch` (layout, start, goal) index triples of visited observations whose replay distance is
-    known (rejection sampling)."""
-    counts = np.array([len(v) for v in visited])
-    table = np.stack([np.pad(v, (0, counts.max() - len(v))) for v in visited])  # (layouts, max visited)
-    parts = []
-    while sum(len(p[0]) for p in parts) < batch:
-        layout = rng.integers(len(visited), size=batch)
-        start, goal = table[layout, rng.integers(counts[layout])], table[layout, rng.integers(counts[layout])]
-        keep = distances[layout, start, goal] != UNREACHED
-        parts.append((layout[keep], start[keep], goal[keep]))
-    return tuple(np.concatenate(column)[:batch] for column in zip(*parts))

@@ -49,7 +49,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
     graph = LazyGraph(model, energy, goal_codes, device) if planner in GRAPH_PLANNERS else None
     if planner == "flat":
         with torch.no_grad():
-            goal = energy.embed_codes(torch.as_tensor(goal_codes, device=device).flatten(0, 1)).unflatten(0, (B, 4))
+            goal = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))
     done, steps = np.zeros(B, dtype=bool), np.full(B, horizon)
     evals = np.zeros(B, dtype=np.int64)
     plan_seconds, t = 0.0, 0

@@ -16,9 +16,10 @@ the lowest `energy + depth_cost * steps` along their predicted states, so reachi
 
 - `helm`: coarse-to-fine. The coarse level runs CEM over sequences of macro-actions (`coarse_stride`
   actions each, 3^k of them) through the coarse transition, over min(ceil(H / k), coarse_horizon)
-  macro-steps; its first predicted state is the subgoal. The fine level rolls out every k-action
-  sequence with the fine transition and executes the one ending closest (in the energy's quasimetric)
-  to the subgoal. Within the last k steps it picks the best fine sequence for the goal directly.
+  macro-steps; the subgoal is the lowest-energy state of the best coarse plan within its first
+  `helm_subgoal_macros` macro-steps. The fine level runs CEM over min(H, helm_subgoal_macros x k) fine
+  actions towards the subgoal (the energy's distance to it). Within the last k steps it picks the best
+  of all fine sequences for the goal directly.
 - `helm_no_coarse`: the same CEM on fine actions over the same horizon (min(H, coarse_horizon x k)).
 - `cem`: PlaNet-style CEM on fine actions over a fixed horizon min(H, cem_horizon).
 - `flat`: the seed's gradient planner: Adam on H x 3 action logits through H fine steps of the
@@ -37,8 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from exp3_planning_efficiency.env_minigrid import NUM_ACTIONS
+from exp3_planning_efficiency.world_model import one_hot_codes
 
 CHUNK = 512  # states per network call
+UNKNOWN = 0  # the state id of every coarse prediction the ensemble disagrees on
 
 
 class LazyGraph:
@@ -60,18 +63,20 @@ class LazyGraph:
         self.fine_next = torch.full((self.B, self.capacity, NUM_ACTIONS), -1, dtype=torch.long, device=device)
         self.coarse_next = torch.full((self.B, self.capacity, self.num_macros), -1, dtype=torch.long, device=device)
         with torch.no_grad():
-            goal = energy.embed_codes(torch.as_tensor(goal_codes, device=device).flatten(0, 1))
-        self.goal = goal.unflatten(0, (self.B, 4))  # (B, 4, E)
-        self.embedding = torch.zeros((self.B, self.capacity, goal.shape[-1]), device=device)
-        self.has_embedding = torch.zeros((self.B, self.capacity), dtype=torch.bool, device=device)
-        self.evals = np.full(self.B, 4, dtype=np.int64)  # the 4 goal observations' embeddings
+            self.goal_values = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))  # (B, 4, W, H)
+        self.energy_value = torch.zeros((self.B, self.capacity), device=device)
+        self.has_energy = torch.zeros((self.B, self.capacity), dtype=torch.bool, device=device)
+        # state UNKNOWN: where the coarse ensemble disagrees; absorbing, with infinite energy
+        self.fine_next[:, UNKNOWN], self.coarse_next[:, UNKNOWN] = UNKNOWN, UNKNOWN
+        self.energy_value[:, UNKNOWN], self.has_energy[:, UNKNOWN] = float("inf"), True
+        self.evals = np.full(self.B, 4, dtype=np.int64)  # the energy's values of the 4 goal observations
 
     def _grow(self) -> None:
         extra = self.capacity
         self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)], axis=1)
         pad = lambda t, value: torch.cat([t, torch.full_like(t, value)], dim=1)
         self.fine_next, self.coarse_next = pad(self.fine_next, -1), pad(self.coarse_next, -1)
-        self.embedding, self.has_embedding = pad(self.embedding, 0), pad(self.has_embedding, False)
+        self.energy_value, self.has_energy = pad(self.energy_value, 0), pad(self.has_energy, False)
         self.capacity += extra
 
     def ids_of(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -80,17 +85,19 @@ class LazyGraph:
         for j, (b, c) in enumerate(zip(rows, codes)):
             key = c.tobytes()
             if key not in self.keys[b]:
-                if len(self.keys[b]) == self.capacity:
+                if len(self.keys[b]) + 1 == self.capacity:
                     self._grow()
-                self.codes[b, len(self.keys[b])] = c
-                self.keys[b][key] = len(self.keys[b])
+                self.codes[b, len(self.keys[b]) + 1] = c
+                self.keys[b][key] = len(self.keys[b]) + 1  # ids from 1: 0 is UNKNOWN
             out[j] = self.keys[b][key]
         return out
 
     @torch.no_grad()
     def _transition(self, table: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, actions: torch.Tensor,
-                    call) -> torch.Tensor:
-        """table[rows, ids, actions], computing the missing entries with `call(z, action_index)`."""
+                    predict, calls: int = 1) -> torch.Tensor:
+        """table[rows, ids, actions], computing the missing entries with `predict(z, action_index)`, which
+        returns predicted codes (n, W, H) and which of them to trust (n,) (the others lead to UNKNOWN).
+        Each request counts `calls` model evaluations."""
         nxt = table[rows, ids, actions]
         missing = nxt < 0
         if missing.any():
@@ -98,17 +105,18 @@ class LazyGraph:
             for chunk in triples.split(CHUNK):
                 b, i, a = chunk.cpu().numpy().T
                 z = self.model.encode_codes(torch.as_tensor(self.codes[b, i], device=self.device))
-                predicted = self.model.decode_codes(call(z, chunk[:, 2])).cpu().numpy()
-                new = self.ids_of(b, predicted)
+                predicted, trusted = predict(z, chunk[:, 2])
+                new = np.full(len(b), UNKNOWN)
+                new[trusted] = self.ids_of(b[trusted], predicted[trusted])
                 table = self._table_after_growth(table)
                 table[chunk[:, 0], chunk[:, 1], chunk[:, 2]] = torch.as_tensor(new, device=self.device)
             nxt = table[rows, ids, actions]
-        self._count(rows)
+        self._count(rows, calls)
         return nxt
 
-    def _count(self, rows: torch.Tensor) -> None:
-        """Count one model evaluation per requested state (rows: the episode of each request)."""
-        np.add.at(self.evals, rows.reshape(-1).cpu().numpy(), 1)
+    def _count(self, rows: torch.Tensor, calls: int = 1) -> None:
+        """Count `calls` model evaluations per requested state (rows: the episode of each request)."""
+        np.add.at(self.evals, rows.reshape(-1).cpu().numpy(), calls)
 
     def _table_after_growth(self, table: torch.Tensor) -> torch.Tensor:
         return self.fine_next if table.shape[-1] == NUM_ACTIONS else self.coarse_next
@@ -116,32 +124,59 @@ class LazyGraph:
     def fine(self, rows, ids, actions):
         """Next state ids after fine actions: rows (n,), ids (n, N), actions (n, N) -> (n, N)."""
         rows = rows[:, None].expand_as(ids)
-        return self._transition(self.fine_next, rows, ids, actions,
-                                lambda z, a: self.model.step(z, F.one_hot(a, NUM_ACTIONS).float()))
+
+        def predict(z, a):
+            codes = self.model.decode_codes(self.model.step(z, F.one_hot(a, NUM_ACTIONS).float())).cpu().numpy()
+            return codes, np.ones(len(codes), dtype=bool)
+        return self._transition(self.fine_next, rows, ids, actions, predict)
 
     def coarse(self, rows, ids, macros):
-        """Next state ids after macro-actions (indices into all 3^k sequences), shapes as `fine`."""
+        """Next state ids after macro-actions (indices into all 3^k sequences), shapes as `fine`. Every
+        member of the coarse ensemble predicts; where their decoded observations differ the next state
+        is UNKNOWN (each member's call counts as a model evaluation)."""
         rows = rows[:, None].expand_as(ids)
-        return self._transition(self.coarse_next, rows, ids, macros, lambda z, m: self.model.coarse_step(z, self.macros[m]))
+        heads = len(self.model.coarse)
+
+        def predict(z, m):
+            codes = np.stack([self.model.decode_codes(self.model.coarse_step(z, self.macros[m], h)).cpu().numpy()
+                              for h in range(heads)])
+            return codes[0], (codes == codes[0]).reshape(heads, len(m), -1).all(-1).all(0)
+        return self._transition(self.coarse_next, rows, ids, macros, predict, calls=heads)
+
+    def observations(self, rows: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        """One-hot observations of states ids (...) of episodes rows (...) -> (..., 6, W, H)."""
+        codes = torch.as_tensor(self.codes[rows, ids], device=self.device)
+        return one_hot_codes(codes.reshape(-1, *self.shape)).reshape(*codes.shape[:-2], -1, *self.shape)
 
     @torch.no_grad()
-    def embeddings(self, rows, ids) -> torch.Tensor:
-        """Energy embeddings of states: rows (n,), ids (n, N) -> (n, N, E), computed on first use."""
+    def to_goal(self, rows, ids) -> torch.Tensor:
+        """Energy of states w.r.t. their episode's goal: rows (n,), ids (n, N) -> (n, N), computed on
+        first use."""
         rows = rows[:, None].expand_as(ids)
-        missing = ~self.has_embedding[rows, ids]
+        missing = ~self.has_energy[rows, ids]
         if missing.any():
             pairs = torch.unique(torch.stack([rows[missing], ids[missing]], 1), dim=0)
             for chunk in pairs.split(CHUNK):
                 b, i = chunk.cpu().numpy().T
-                self.embedding[chunk[:, 0], chunk[:, 1]] = self.energy.embed_codes(
-                    torch.as_tensor(self.codes[b, i], device=self.device))
-                self.has_embedding[chunk[:, 0], chunk[:, 1]] = True
+                self.energy_value[chunk[:, 0], chunk[:, 1]] = self.energy.read(
+                    self.goal_values[chunk[:, 0]], self.observations(b, i)[:, None])[:, 0]
+                self.has_energy[chunk[:, 0], chunk[:, 1]] = True
         self._count(rows)
-        return self.embedding[rows, ids]
+        return self.energy_value[rows, ids]
 
-    def to_goal(self, rows, ids) -> torch.Tensor:
-        """Energy of states w.r.t. their episode's goal: (n, N) -> (n, N)."""
-        return self.energy.to_goal(self.embeddings(rows, ids), self.goal[rows])
+    @torch.no_grad()
+    def distance_to(self, rows, target: torch.Tensor):
+        """The energy towards one state per episode, target (n,) ids (its values: one evaluation each;
+        towards the goal where the target is UNKNOWN) -> a function of state ids (n, N) -> (n, N)."""
+        self._count(rows)
+        V = self.energy.values_of_codes(torch.as_tensor(self.codes[rows.cpu().numpy(), target.cpu().numpy()],
+                                                        device=self.device)[:, None])
+        V = torch.where((target == UNKNOWN)[:, None, None, None], self.goal_values[rows], V)
+
+        def score(ids):
+            self._count(rows[:, None].expand_as(ids))
+            return self.energy.read(V, self.observations(rows[:, None].expand_as(ids).cpu().numpy(), ids.cpu().numpy()))
+        return score
 
 
 class GraphView:
@@ -160,10 +195,9 @@ class GraphView:
     def to_goal(self, ids):
         return self.graph.to_goal(self.rows, ids)
 
-    def distance(self, ids, target):
-        """Quasimetric from states ids (n, N) to one state per episode target (n,) -> (n, N)."""
-        return self.energy.distance(self.graph.embeddings(self.rows, ids),
-                                    self.graph.embeddings(self.rows, target[:, None]))
+    def distance_to(self, target):
+        """The energy towards states target (n,) ids, as a function of state ids (n, N) -> (n, N)."""
+        return self.graph.distance_to(self.rows, target)
 
 
 def cem(view: GraphView, ids: torch.Tensor, horizon: int, coarse: bool, num_samples: int, num_iters: int,
@@ -172,9 +206,10 @@ def cem(view: GraphView, ids: torch.Tensor, horizon: int, coarse: bool, num_samp
     states ids (n,). With `coarse` the samples are rolled out by the coarse transition, one call per
     `coarse_stride` actions (horizon must be a multiple of it), and scored at the macro boundaries:
     the same optimizer and distribution, k times fewer model calls per sample. With `target` (n,)
-    state ids, the cost is the energy's quasimetric to that state (a subgoal) instead of the goal's.
+    state ids, the cost is the energy towards that state (a subgoal) instead of the goal.
     Returns the best action sequence found (n, horizon) and its cost (n,)."""
     n = len(ids)
+    score = view.to_goal if target is None else view.distance_to(target)
     stride = view.model.coarse_stride if coarse else 1
     weights = NUM_ACTIONS ** torch.arange(stride - 1, -1, -1, device=ids.device)  # macro index of k actions
     probs = torch.full((n, horizon, NUM_ACTIONS), 1.0 / NUM_ACTIONS, device=ids.device)
@@ -188,7 +223,7 @@ def cem(view: GraphView, ids: torch.Tensor, horizon: int, coarse: bool, num_samp
         for t in range(horizon // stride):
             chunk = samples[..., t * stride:(t + 1) * stride]
             state = view.coarse(state, (chunk * weights).sum(-1)) if coarse else view.fine(state, chunk[..., 0])
-            energy = view.to_goal(state) if target is None else view.distance(state, target)
+            energy = score(state)
             cost = torch.minimum(cost, energy + depth_cost * stride * (t + 1))
         elite_cost, elite = cost.topk(num_elite, dim=-1, largest=False)
         elite_seq = samples.gather(1, elite[..., None].expand(-1, -1, horizon))
@@ -262,7 +297,8 @@ def random_actions(view, ids, H, cfg, generator):
 
 def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, generator):
     """Gradient descent on relaxed action logits over the whole remaining horizon. z (n, C, W, H) encoded
-    observations, goal (n, 4, E) goal embeddings -> actions (n, H), model evaluations per episode."""
+    observations, goal (n, 4, W, H) the energy's goal values -> actions (n, H), model evaluations per
+    episode."""
     logits = torch.zeros(len(z), H, NUM_ACTIONS, device=z.device, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=cfg.gd_lr)
     with torch.enable_grad():
@@ -272,7 +308,7 @@ def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, gen
             state, costs = z, []
             for t in range(H):
                 state = model.step(state, actions[:, t])
-                e = energy.to_goal(energy.embed(model.soft_observation(state)), goal)
+                e = energy.read(goal, model.soft_observation(state)[:, None])[:, 0]
                 costs.append(e + cfg.depth_cost * (t + 1))
             costs = torch.stack(costs, -1)
             soft_min = -cfg.softmin_temperature * torch.logsumexp(-costs / cfg.softmin_temperature, dim=-1)

@@ -81,7 +81,7 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
     payload = load_or_train_unit(cfg, seed, source, replay, quality_mazes, quality_dists, variants, device, checkpoints)
     result = {"quality": payload["quality"], "loss_curves": payload["loss_curves"], "diverged": payload["diverged"],
               "tracks": {}}
-    nets = load_networks(cfg, payload, quality_mazes[0], device)
+    nets = load_networks(cfg, payload, device)
     for track in planners:  # a planner whose networks diverged is not evaluated (its rows stay missing)
         planners[track] = [p for p in planners[track] if not set(NETWORKS.get(p, ("spectral", "hf"))) & set(result["diverged"])]
     for track, (mazes, dists) in evals.items():

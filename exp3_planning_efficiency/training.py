@@ -19,7 +19,7 @@ from common.config import identity
 from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
 from exp3_planning_efficiency.energy import GoalEnergy, train_energy
 from exp3_planning_efficiency.quality import energy_quality, k_step_accuracy
-from exp3_planning_efficiency.env_minigrid import FastMaze, Replay
+from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.world_model import WorldModel, train_world_model
 
 WORLD_MODELS = {"spectral": lambda cfg: cfg.lambda_spectral, "no_spectral": lambda cfg: 0.0}
@@ -28,12 +28,13 @@ ENERGIES = {"hf": lambda cfg: cfg.hf_noise_sigma, "no_hf": lambda cfg: 0.0}
 
 def build_world_model(cfg, device) -> WorldModel:
     """The world model, its convolutions channels-last in memory (faster here, same function)."""
-    return WorldModel(cfg.latent_channels, cfg.hidden_channels, cfg.coarse_hidden_channels, cfg.coarse_stride).to(
+    return WorldModel(cfg.latent_channels, cfg.hidden_channels, cfg.coarse_hidden_channels, cfg.coarse_stride,
+                      cfg.coarse_heads).to(
         device, memory_format=torch.channels_last)
 
 
-def build_energy(cfg, maze: FastMaze, device) -> GoalEnergy:
-    return GoalEnergy(maze.width, maze.height, cfg.energy_hidden).to(device, memory_format=torch.channels_last)
+def build_energy(cfg, device) -> GoalEnergy:
+    return GoalEnergy(cfg.energy_hidden, cfg.energy_iterations).to(device, memory_format=torch.channels_last)
 
 
 def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dists, variants: tuple[str, ...],
@@ -51,7 +52,7 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
             quality = (lambda: {"k_step_accuracy": k_step_accuracy(net, eval_replay, [1, 2, 4, 8, 16],
                                                                    numpy_rng(seed, "exp3-model-quality"))})
         else:
-            net = build_energy(cfg, replay.mazes[0], device)
+            net = build_energy(cfg, device)
             losses = train_energy(net, replay, dataclasses.replace(cfg, hf_noise_sigma=ENERGIES[name](cfg)),
                                   numpy_rng(seed, "exp3-energy-batches"),
                                   torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
@@ -82,11 +83,11 @@ def load_or_train_unit(cfg, seed: int, source: str, replay_fn, eval_mazes, eval_
     return payload
 
 
-def load_networks(cfg, payload: dict, maze: FastMaze, device) -> dict:
+def load_networks(cfg, payload: dict, device) -> dict:
     """The unit's trained networks by variant name, frozen (planners differentiate actions only)."""
     nets = {}
     for name, state in payload["state"].items():
-        net = build_world_model(cfg, device) if name in WORLD_MODELS else build_energy(cfg, maze, device)
+        net = build_world_model(cfg, device) if name in WORLD_MODELS else build_energy(cfg, device)
         net.load_state_dict(state)
         nets[name] = net.requires_grad_(False).eval()
     return nets

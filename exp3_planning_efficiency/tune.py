@@ -26,11 +26,9 @@ from exp3_planning_efficiency.run_experiment import run_unit
 PLANNERS = ["helm", "helm_no_coarse", "cem"]
 VARIANTS = {  # name -> change to the base config (planning knobs of HELM: they share the trained networks)
     "default": {},
-    "helm_num_samples_64": {"helm_num_samples": 64},
-    "helm_num_samples_256": {"helm_num_samples": 256},
-    "helm_subgoal_macros_2": {"helm_subgoal_macros": 2},
-    "helm_subgoal_macros_5": {"helm_subgoal_macros": 5},
-    "coarse_horizon_10": {"coarse_horizon": 10},
+    "coarse_horizon_5": {"coarse_horizon": 5},
+    "coarse_horizon_20": {"coarse_horizon": 20},
+    "helm_fine_samples_256": {"helm_fine_samples": 256},
 }
 
 

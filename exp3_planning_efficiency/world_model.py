@@ -3,8 +3,10 @@ decoder, all on a spatial latent (channels x W x H) of the observation.
 
 - `encode(x)`: one-hot observation codes (B, 6, W, H) -> latent z (B, C, W, H) (two 3x3 convolutions).
 - `step(z, a)`: fine transition over one action, z + g([z, a]) with the action broadcast over the grid.
-- `coarse_step(z, macro)`: coarse transition over a macro-action of `coarse_stride` actions at once
-  (four convolutions, the last dilated: a receptive field of radius 4, as far as 4 actions can move).
+- `coarse_step(z, macro, head)`: coarse transition over a macro-action of `coarse_stride` actions at once
+  (four convolutions, one dilated: a receptive field of radius 4, as far as 4 actions can move); an
+  ensemble of `coarse_heads` such transitions, trained side by side from different initial weights, so
+  that a planner can tell where the coarse model is unsure (its members disagree).
 - `decode_logits(z)`: per cell a wall logit and 4 agent-direction logits; `decode_codes` snaps them to
   an observation (walls where the logit > 0, the agent at the argmax over cells x directions).
 
@@ -37,15 +39,16 @@ def conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv2d:
 
 
 class WorldModel(nn.Module):
-    def __init__(self, channels: int, hidden: int, coarse_hidden: int, coarse_stride: int):
+    def __init__(self, channels: int, hidden: int, coarse_hidden: int, coarse_stride: int, coarse_heads: int = 1):
         super().__init__()
         self.coarse_stride = coarse_stride
         self.encoder = nn.Sequential(conv(NUM_CODES, hidden), nn.SiLU(), conv(hidden, channels))
         self.fine = nn.Sequential(conv(channels + NUM_ACTIONS, hidden), nn.SiLU(), conv(hidden, channels))
-        self.coarse = nn.Sequential(conv(channels + NUM_ACTIONS * coarse_stride, coarse_hidden), nn.SiLU(),
-                                    conv(coarse_hidden, coarse_hidden), nn.SiLU(),
-                                    conv(coarse_hidden, coarse_hidden, dilation=2), nn.SiLU(),
-                                    conv(coarse_hidden, channels, kernel=1))
+        self.coarse = nn.ModuleList(
+            nn.Sequential(conv(channels + NUM_ACTIONS * coarse_stride, coarse_hidden), nn.SiLU(),
+                          conv(coarse_hidden, coarse_hidden), nn.SiLU(),
+                          conv(coarse_hidden, coarse_hidden, dilation=2), nn.SiLU(),
+                          conv(coarse_hidden, channels, kernel=1)) for _ in range(coarse_heads))
         self.decoder = conv(channels, 1 + 4, kernel=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,9 +67,10 @@ class WorldModel(nn.Module):
         """z (B, C, W, H), action (B, 3) one-hot or relaxed -> next latent (B, C, W, H)."""
         return z + self.fine(torch.cat([z, self._planes(action, z)], dim=1))
 
-    def coarse_step(self, z: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
-        """z (B, C, W, H), macro (B, coarse_stride, 3) one-hot -> latent after the macro-action."""
-        return z + self.coarse(torch.cat([z, self._planes(macro.flatten(1), z)], dim=1))
+    def coarse_step(self, z: torch.Tensor, macro: torch.Tensor, head: int = 0) -> torch.Tensor:
+        """z (B, C, W, H), macro (B, coarse_stride, 3) one-hot -> latent after the macro-action, by the
+        coarse transition `head` (an ensemble member)."""
+        return z + self.coarse[head](torch.cat([z, self._planes(macro.flatten(1), z)], dim=1))
 
     def decode_logits(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, C, W, H) -> wall logits (B, W, H), agent logits (B, 4 * W * H) (direction-major)."""
@@ -120,10 +124,12 @@ def spectral_norm_estimate(model: WorldModel, z: torch.Tensor, action: torch.Ten
     return Jv.flatten(1).norm(dim=1)
 
 
-def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tensor, lambda_spectral: float,
-                     spectral_batch: int = 8) -> torch.Tensor:
+def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tensor, coarse_codes: torch.Tensor,
+                     coarse_actions: torch.Tensor, lambda_spectral: float, spectral_batch: int = 8) -> torch.Tensor:
     """codes (B, L+1, W, H), actions (B, L) -> decoding of every observation, an L-step latent rollout
-    (decoded, and matched to the encoded observations), one coarse step, and the spectral hinge."""
+    (decoded, and matched to the encoded observations) and the spectral hinge; coarse_codes (Bc, k+1, W, H),
+    coarse_actions (Bc, k) -> one coarse step over each window (its own batch: the coarse transition
+    has one target per window, the fine one k)."""
     B, L1 = codes.shape[:2]
     flat_codes = codes.flatten(0, 1)
     z = model.encode_codes(flat_codes).unflatten(0, (B, L1))
@@ -134,8 +140,11 @@ def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tens
         z_hat = model.step(z_hat, one_hot[:, t])
         loss = loss + decode_loss(model, z_hat, codes[:, t + 1]) + F.mse_loss(z_hat, z[:, t + 1].detach())
     k = model.coarse_stride
-    z_coarse = model.coarse_step(z[:, 0], one_hot[:, :k])
-    loss = loss + decode_loss(model, z_coarse, codes[:, k]) + F.mse_loss(z_coarse, z[:, k].detach())
+    z_start, z_end = model.encode_codes(coarse_codes[:, 0]), model.encode_codes(coarse_codes[:, k])
+    macro = F.one_hot(coarse_actions.long(), NUM_ACTIONS).float()
+    for head in range(len(model.coarse)):  # the ensemble: same windows, different initial weights
+        z_coarse = model.coarse_step(z_start, macro, head)
+        loss = loss + decode_loss(model, z_coarse, coarse_codes[:, k]) + F.mse_loss(z_coarse, z_end.detach())
     if lambda_spectral > 0:
         sigma = spectral_norm_estimate(model, z[:spectral_batch, 0], one_hot[:spectral_batch, 0])
         loss = loss + lambda_spectral * torch.relu(sigma - 1).pow(2).mean()
@@ -161,12 +170,15 @@ def train_world_model(model: WorldModel, replay: Replay, cfg, rng: np.random.Gen
     opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.model_train_steps)
     device = next(model.parameters()).device
-    length = max(cfg.model_rollout_steps, cfg.coarse_stride)
+    length = cfg.model_rollout_steps
     losses = []
     for _ in progress(range(cfg.model_train_steps), quiet, desc="world model", leave=False):
         layout, poses, actions = replay.windows(length, cfg.model_batch_size, rng)
         codes = replay.codes(np.repeat(layout[:, None], length + 1, 1), poses)
-        loss = world_model_loss(model, torch.as_tensor(codes, device=device), torch.as_tensor(actions, device=device),
+        coarse_layout, coarse_poses, coarse_actions = replay.windows(cfg.coarse_stride, cfg.coarse_batch_size, rng)
+        coarse_codes = replay.codes(np.repeat(coarse_layout[:, None], cfg.coarse_stride + 1, 1), coarse_poses)
+        tensor = lambda a: torch.as_tensor(a, device=device)
+        loss = world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
                                 cfg.lambda_spectral)
         if not optimizer_step(opt, schedule, loss, losses):
             break

@@ -23,7 +23,7 @@ from exp3_planning_efficiency.env_minigrid import (ENV_ID, FOURROOMS_ID, NUM_ACT
                                                    spanning_tree_gaps, tasks_across_layouts)
 from exp3_planning_efficiency.evaluation import run_episodes
 from exp3_planning_efficiency.planners import GraphView, LazyGraph, coarse_subgoal
-from exp3_planning_efficiency.world_model import WorldModel
+from exp3_planning_efficiency.world_model import WorldModel, one_hot_codes
 
 ROOM3 = "HELM-TestRoom3-v0"  # one 3x3 room (5x5 grid with the outer wall)
 ROOM5 = "HELM-TestRoom5-v0"  # one 5x5 open room
@@ -291,7 +291,7 @@ def test_replay_windows_read_the_observations_of_their_own_layout():
 def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze):
     maze = default_maze[0]
     torch.manual_seed(0)
-    model, energy = WorldModel(4, 8, 8, 2), GoalEnergy(maze.width, maze.height, 16)
+    model, energy = WorldModel(4, 8, 8, 2), GoalEnergy(8, 4)
     rng = np.random.default_rng(0)
     poses = maze.poses[rng.integers(maze.num_poses, size=3)]
     goals = goal_observations(maze, maze.cells[rng.integers(len(maze.cells), size=3)])
@@ -310,13 +310,13 @@ def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze
         expected = model.decode_codes(model.coarse_step(z, graph.macros[macros[:, 0]])).numpy()
         assert (graph.codes[np.arange(3), coarse[:, 0].numpy()] == expected).all()
         e = view.to_goal(nxt)
-        g = energy.embed_codes(torch.as_tensor(goals).flatten(0, 1)).unflatten(0, (3, 4))
-        x = energy.embed_codes(torch.as_tensor(graph.codes[np.arange(3)[:, None], nxt.numpy()]).flatten(0, 1))
-        torch.testing.assert_close(e, energy.to_goal(x.unflatten(0, (3, 5)), g), rtol=1e-5, atol=1e-5)
+        V = energy.values_of_codes(torch.as_tensor(goals))
+        x = one_hot_codes(torch.as_tensor(graph.codes[np.arange(3)[:, None], nxt.numpy()]).flatten(0, 1))
+        torch.testing.assert_close(e, GoalEnergy.read(V, x.unflatten(0, (3, 5))), rtol=1e-5, atol=1e-5)
     assert (graph.evals == 4 + 5 + 2 + 5).all()  # goal observations, fine, coarse and energy requests
     calls = []
     model.fine.register_forward_hook(lambda module, args, output: calls.append(len(output)))
-    energy.head.register_forward_hook(lambda module, args, output: calls.append(len(output)))
+    energy.features.register_forward_hook(lambda module, args, output: calls.append(len(output)))
     view.fine(ids[:, None].expand(3, 5).contiguous(), actions)  # answered from the cache: no network call,
     view.to_goal(nxt)  # but the requests still count as model evaluations
     assert calls == [] and (graph.evals == 16 + 5 + 5).all()
@@ -349,32 +349,35 @@ class ExactModel:
     def step(self, z, a):
         return sum(a[..., i:i + 1] * (z @ self.P[i]) for i in range(NUM_ACTIONS))
 
-    def coarse_step(self, z, macro):
+    coarse = [None]  # one coarse "head": the exact one
+
+    def coarse_step(self, z, macro, head=0):
         for j in range(macro.shape[-2]):
             z = self.step(z, macro[..., j, :])
         return z
 
     def soft_observation(self, z):
-        return z
+        """A pose distribution (n, P) -> the relaxed observation (n, 6, W, H) whose agent planes hold it."""
+        p = self.maze.poses
+        planes = torch.zeros(len(z), 6, self.maze.width, self.maze.height)
+        planes[:, 2 + p[:, 2], p[:, 0], p[:, 1]] = z
+        return planes
 
 
 class ExactEnergy:
-    """Duck-typed goal energy on pose distributions: distance(u, v) = u^T D v with D the true BFS
-    distances between poses (exact for one-hot u, v); to_goal as GoalEnergy's (min over 4 directions)."""
+    """Duck-typed goal energy whose values are the true BFS distances of every pose to the nearest
+    goal observation (read as GoalEnergy reads its values)."""
 
     def __init__(self, model, pose_dist):
         self.model, self.D = model, torch.as_tensor(pose_dist, dtype=torch.float32)
 
-    def embed_codes(self, codes):
-        return self.model.encode_codes(codes)
+    def values_of_codes(self, goal_codes):
+        B, n = goal_codes.shape[:2]
+        goal = self.model.encode_codes(goal_codes.flatten(0, 1)).argmax(-1).reshape(B, n)  # goal pose ids
+        to_goal = self.D[:, goal].amin(-1).T  # (B, P)
+        return self.model.soft_observation(to_goal)[:, 2:]  # (B, 4, W, H)
 
-    def embed(self, x):
-        return x
-
-    def distance(self, u, v):
-        return ((u @ self.D) * v).sum(-1)
-
-    to_goal = GoalEnergy.to_goal
+    read = staticmethod(GoalEnergy.read)
 
 
 @pytest.fixture(scope="module")
@@ -607,3 +610,112 @@ def test_env_reset_is_reproducible_per_seed_and_layout():
     assert (env.reset(seed=3)[0]["image"] == first).all()
     other = make_env(layout_seed=8).reset(seed=3)[0]["image"]
     assert not (other[..., 0] == first[..., 0]).all()  # another layout has other walls
+
+
+# ----------------------------------------------------------------------------------------------
+# the goal energy: a learned shortest-path distance
+
+
+def test_goal_energy_values_are_the_shortest_paths_of_its_learned_graph():
+    """Converged Bellman-Ford values equal Dijkstra on the graph of the CNN's edge costs (one step: a
+    switch of channel at the cell, then a move to a 3x3 neighbour), and are 0 on the goal's own nodes
+    (any weights: here random ones with costs spread over two decades)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+    maze = FastMaze(MAZE2)
+    torch.manual_seed(0)
+    energy = GoalEnergy(8, 4)
+    with torch.no_grad():
+        for p in energy.parameters():
+            p.mul_(3.0)
+    goal = goal_observations(maze, maze.cells[[2]])  # (1, 4, W, H)
+    x = one_hot_codes(torch.as_tensor(goal[0]))[None]
+    V = energy.values(x).numpy()[0]  # (4, W, H)
+    with torch.no_grad():
+        move, switch = (c.numpy()[0] for c in energy.edge_costs(x[:, 0]))
+    C, W, H = 4, maze.width, maze.height
+    node = lambda layer, c, i, j: ((layer * C + c) * W + i) * H + j  # layer 0: nodes, 1: after a switch
+    edges = []  # (from, to, cost), walked from the start towards the goal
+    for c in range(C):
+        for i in range(W):
+            for j in range(H):
+                edges += [(node(0, c, i, j), node(1, c_to, i, j), switch[c, c_to, i, j]) for c_to in range(C)]
+                edges += [(node(1, c, i, j), node(0, c, i + o // 3 - 1, j + o % 3 - 1), move[c, o, i, j])
+                          for o in range(9) if 0 <= i + o // 3 - 1 < W and 0 <= j + o % 3 - 1 < H]
+    frm, to, cost = map(np.array, zip(*edges))
+    reversed_graph = coo_matrix((cost, (to, frm)), shape=(2 * C * W * H,) * 2).tocsr()
+    gx, gy = maze.cells[2]
+    sources = [node(layer, d, gx, gy) for layer in (0, 1) for d in range(4)]
+    expected = dijkstra(reversed_graph, indices=sources, min_only=True)[:C * W * H].reshape(C, W, H)
+    np.testing.assert_allclose(V, np.minimum(expected, 1e3), rtol=1e-4)
+    assert (V[:, gx, gy] == 0).all()
+
+
+def test_energy_loss_fits_transitions_both_ways_and_holds_longer_pairs_below_the_replay():
+    from exp3_planning_efficiency.energy import PUSH_CAP, UNREACHED, energy_loss
+    d = torch.tensor([[0.5, 3.0, 8.0, 9.0]])
+    target = torch.tensor([[1.0, 5.0, 6.0, float(UNREACHED)]])
+    # (0.5 - 1)^2 two-sided, 3 < 5 free, (8 - 6)^2 hinge, unreached pair: bonus only
+    expected = (0.25 + 0 + 4.0) / 3 - 2.0 * (0.5 + 3 + 8 + 9) / 4 / PUSH_CAP
+    torch.testing.assert_close(energy_loss(d, target, 2.0), torch.tensor(expected))
+
+
+@pytest.mark.slow
+def test_goal_energy_learns_the_distances_of_an_unseen_layout_from_replay():
+    """Trained on random-walk replay of 20 small mazes, the energy ranks the BFS distances of other
+    mazes (never seen) almost exactly."""
+    from types import SimpleNamespace
+    from scipy.stats import spearmanr
+    from exp3_planning_efficiency.energy import train_energy
+    make = lambda seed: FastMaze(MAZE2, layout_seed=seed)
+    train, test = [make(s) for s in range(20)], [make(s) for s in range(100, 105)]
+    cfg = SimpleNamespace(energy_lr=1e-2, energy_train_steps=300, energy_batch_size=16, energy_starts_per_goal=16,
+                          hf_noise_sigma=0.0, energy_push_weight=10.0)
+    torch.manual_seed(0)
+    energy = GoalEnergy(8, 16)
+    replay = Replay(train, 10, 24, np.random.default_rng(0))
+    losses = train_energy(energy, replay, cfg, np.random.default_rng(1), torch.Generator().manual_seed(2), quiet=True)
+    assert np.isfinite(losses).all()
+    pred, true = [], []
+    with torch.no_grad():
+        for maze in test:
+            C = maze.cell_distances()
+            V = energy.values_of_codes(torch.as_tensor(goal_observations(maze, maze.cells)))
+            x = one_hot_codes(torch.as_tensor(maze.codes(maze.poses)))
+            pred.append(GoalEnergy.read(V, x[None].expand(len(V), -1, -1, -1, -1)).numpy().T)
+            true.append(C)
+    assert spearmanr(np.concatenate(pred).ravel(), np.concatenate(true).ravel()).statistic > 0.9
+
+
+class TwoHeadModel(ExactModel):
+    """ExactModel with a second coarse member that is wrong (stays put) on macros starting with a left turn."""
+
+    coarse = [None, None]
+
+    def coarse_step(self, z, macro, head=0):
+        moved = ExactModel.coarse_step(self, z, macro)
+        return torch.where(macro[:, :1, 0] > 0, z, moved) if head == 1 else moved
+
+
+def test_coarse_predictions_the_ensemble_disagrees_on_lead_to_the_unknown_state(open_room):
+    """Where the coarse members' decoded observations differ the graph records UNKNOWN (absorbing,
+    infinite energy); each member's call counts as a model evaluation."""
+    from exp3_planning_efficiency.planners import UNKNOWN
+    maze, C, cfg, _, energy, (layouts, starts, goals, dist) = open_room
+    model = TwoHeadModel(maze, cfg.coarse_stride)
+    rng = np.random.default_rng(0)
+    graph = LazyGraph(model, energy, np.stack([goal_observations(maze, g[None])[0] for g in goals]), "cpu")
+    n = len(goals)
+    ids = torch.as_tensor(graph.ids_of(np.arange(n), maze.codes(starts)))
+    view = GraphView(graph, np.arange(n))
+    macros = torch.as_tensor(rng.integers(graph.num_macros, size=(n, 1)))
+    nxt = view.coarse(ids[:, None], macros)[:, 0]
+    z = model.encode_codes(torch.as_tensor(maze.codes(starts)))
+    heads = [model.decode_codes(model.coarse_step(z, graph.macros[macros[:, 0]], h)).numpy() for h in (0, 1)]
+    agree = torch.as_tensor((heads[0] == heads[1]).reshape(n, -1).all(1))
+    assert 0 < agree.sum() < n
+    assert torch.equal(nxt == UNKNOWN, ~agree)
+    assert (graph.codes[np.arange(n)[agree], nxt[agree].numpy()] == heads[0][agree.numpy()]).all()
+    assert torch.isinf(view.to_goal(nxt[:, None])[~agree, 0]).all()
+    assert (view.coarse(nxt[:, None], macros)[~agree] == UNKNOWN).all()  # absorbing
+    assert (graph.evals == 4 + 2 + 1 + 2).all()  # goal values, two coarse requests x 2 members, one energy
