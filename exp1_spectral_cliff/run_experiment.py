@@ -15,7 +15,11 @@ import numpy as np
 from common.config import Exp1Config, parse, with_saved_fields
 from common.runs import StagedOutputs, Timer, finish, read_json, seed_everything, setup_torch, write_results
 from exp1_spectral_cliff import analyze_spectrum as analysis
+from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
+from exp1_spectral_cliff.measurements import measure_variant
+from exp1_spectral_cliff.plots import make_plots
+from exp1_spectral_cliff.spectrum import true_log_norms
 from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
 from exp1_spectral_cliff.train_helm import train_and_load
 
@@ -23,13 +27,13 @@ from exp1_spectral_cliff.train_helm import train_and_load
 def measure(cfg, device) -> tuple[dict, dict]:
     """Train (or resume) every variant and measure it; returns (arrays, training info)."""
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
-    arrays = {"true": {**analysis.true_log_norms(cfg, datasets), "diverged": np.zeros(len(cfg.seeds), bool)}}
+    arrays = {"true": {**true_log_norms(cfg, datasets), "diverged": np.zeros(len(cfg.seeds), bool)}}
     training = {}
     for variant in cfg.variants:
         seed_everything(cfg.seeds[0])  # every random draw below uses named streams; belt and braces
         models, seeds, training[variant], curves = train_and_load(cfg, variant, datasets,
                                                                   cfg.output_dir() / "checkpoints", device)
-        arrays[variant] = {**analysis.analyze_variant(cfg, models, seeds, datasets),
+        arrays[variant] = {**measure_variant(cfg, models, seeds, datasets),
                            "loss_curves": curves.astype(np.float32)}
     return arrays, training
 
@@ -41,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     staged = StagedOutputs(out)
     if cfg.plots_only:
         cfg = with_saved_fields(cfg)
-        arrays = analysis.load_arrays(out / "results" / "exp1_arrays.npz")
+        arrays = load_arrays(out / "results" / "exp1_arrays.npz")
     else:
         arrays, training = measure(cfg, device)
-        analysis.save_arrays(staged.results / "exp1_arrays.npz", cfg, arrays)
+        save_arrays(staged.results / "exp1_arrays.npz", cfg, arrays)
         summary = analysis.summarize(cfg, arrays)
         criteria = analysis.make_criteria(cfg, summary)
         accuracy = analysis.accuracy_cost(summary)
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{label} (median [q25, q75] over seeds x test states)\n" + analysis.norm_table(cfg, summary, label))
         for key, v in accuracy.items():
             print(f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})")
-    analysis.make_plots(cfg, arrays, staged.plots)
+    make_plots(cfg, arrays, staged.plots)
     sweep_path = out / "results" / "sweep.json"
     if sweep_path.exists():
         plot_saved_sweep(read_json(sweep_path), staged.plots)

@@ -21,9 +21,10 @@ from common import viz_utils
 from common.config import Exp1Config, parse
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
-from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.models import EnsembleStepModel
+from exp1_spectral_cliff.quality import model_rmse
+from exp1_spectral_cliff.spectrum import model_log_norms
 from exp1_spectral_cliff.train_helm import train_members, unit_config
 
 
@@ -48,8 +49,8 @@ def train_sweep(cfg, data, ckpt_path, device):
 def measure(cfg, model, data) -> dict:
     """Median norms at every horizon and RMSEs of every member (index 0 = Flat)."""
     n = model.num_members
-    log_a, log_s = analysis.model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
-    rmse1, rmse10 = analysis.model_rmse(model, {i: data for i in range(n)}, list(range(n)))
+    log_a, log_s = model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
+    rmse1, rmse10 = model_rmse(model, {i: data for i in range(n)}, list(range(n)))
     cols = np.asarray(cfg.horizons) - 1
     med = lambda x: np.median(np.exp(x[:, :, cols]), axis=1)  # (n, H)
     return {"norm_action": med(log_a), "norm_state": med(log_s), "rmse_1step": rmse1, "rmse_10step": rmse10}

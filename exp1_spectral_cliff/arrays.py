@@ -1,0 +1,37 @@
+"""The saved arrays of a run (results/exp1_arrays.npz): the plots and the summary are rebuilt from them.
+
+Array layout (saved to results/exp1_arrays.npz, one group per name in true/flat/spectral/hf/helm):
+  log_action, log_state (S, B, H): log ||ds_T/da_{0:T-1}||_F, log ||ds_T/ds_0||_F per seed, test
+      state and horizon T in cfg.horizons (NaN for a diverged seed);
+  rmse_1step, rmse_10step (S, H): test RMSE (normalized units) of the model used at horizon T;
+  plan_iters (S, P, B): Adam iterations to reach the target (budget = unsolved), T in planning_horizons;
+  diverged (S,) bool;
+  loss_curves (S, M, train_steps): per-step training loss of each seed's M models (M = 1 in the
+      short protocol, one per horizon in the per-horizon one); not present for `true`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.runs import write_npz
+
+NAMES = ("true", "flat", "spectral", "hf", "helm")
+
+
+def save_arrays(path: Path, cfg, arrays: dict) -> None:
+    flat = {f"{name}/{k}": v for name, group in arrays.items() for k, v in group.items()}
+    write_npz(path, {"horizons": np.asarray(cfg.horizons), "planning_horizons": np.asarray(cfg.planning_horizons),
+                     **flat})
+
+
+def load_arrays(path: Path) -> dict:
+    data = np.load(path)
+    arrays: dict[str, dict] = {}
+    for key in data.files:
+        if "/" in key:
+            name, k = key.split("/", 1)
+            arrays.setdefault(name, {})[k] = data[key]
+    return arrays

@@ -1,0 +1,68 @@
+"""The figures of Experiment 1, drawn from the saved arrays (`arrays.py`)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from common import viz_utils
+from exp1_spectral_cliff.arrays import NAMES
+
+
+def plot_spectral_cliff(cfg, arrays: dict, path: Path) -> Path:
+    """Median + IQR of both rollout Jacobian norms vs T, every variant and the true system."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.5, height=4.2)
+    for ax, key, title in zip(axes[0], ("log_action", "log_state"),
+                              (r"$\|\partial s_T / \partial a_{0:T-1}\|_F$ (planner's gradient)",
+                               r"$\|\partial s_T / \partial s_0\|_F$")):
+        for name in NAMES:
+            if name in arrays:
+                samples = np.exp(arrays[name][key]).reshape(-1, len(cfg.horizons))
+                viz_utils.plot_median_iqr(ax, cfg.horizons, samples, name,
+                                          linestyle="--" if name == "true" else "-")
+        ax.set_yscale("log")
+        ax.set_xlabel("rollout horizon T (model steps)")
+        ax.set_title(title)
+        ax.legend()
+    fig.suptitle(f"Exp 1: rollout Jacobian norms, median and IQR over {len(cfg.seeds)} seeds x "
+                 f"{cfg.num_eval_states} test states ({cfg.train_protocol} protocol)", fontsize=10)
+    return viz_utils.save(fig, path)
+
+
+def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
+    """Planning: iterations to reach the target (median + IQR) and solved fraction vs T."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.0)
+    for name in NAMES[1:]:
+        if name not in arrays:
+            continue
+        iters = arrays[name]["plan_iters"]  # (S, P, B)
+        pooled = iters.transpose(1, 0, 2).reshape(len(cfg.planning_horizons), -1)
+        viz_utils.plot_median_iqr(axes[0, 0], cfg.planning_horizons, pooled, name, axis=1)
+        solved = [np.nan if not np.isfinite(row).any() else (row[np.isfinite(row)] < cfg.planning_max_iters).mean()
+                  for row in pooled]
+        axes[0, 1].plot(cfg.planning_horizons, solved, marker="o", color=viz_utils.color(name), label=name)
+    axes[0, 0].axhline(cfg.planning_max_iters, color="grey", lw=0.8, ls=":")
+    axes[0, 0].set_title(f"Adam iterations to reach target (budget {cfg.planning_max_iters})")
+    axes[0, 1].set_title(f"solved fraction (||s_T - target|| < {cfg.planning_tolerance})")
+    axes[0, 1].set_ylim(-0.03, 1.03)
+    for ax in axes[0]:
+        ax.set_xlabel("planning horizon T")
+        ax.legend()
+    return viz_utils.save(fig, path)
+
+
+def plot_training_curves(cfg, arrays: dict, path: Path) -> Path:
+    """Per-step training loss (MSE + the variant's penalties) of every variant and seed; in the
+    per-horizon protocol, of the model trained for the longest T."""
+    curves = {name: a["loss_curves"][:, -1] for name, a in arrays.items() if "loss_curves" in a}
+    return viz_utils.plot_training_curves(path, {f"world models ({cfg.train_protocol} protocol)": curves})
+
+
+def make_plots(cfg, arrays: dict, plot_dir: Path) -> list[Path]:
+    with warnings.catch_warnings():  # a diverged variant is all-NaN: plotted as a gap, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return [plot_spectral_cliff(cfg, arrays, plot_dir / "exp1_spectral_cliff.png"),
+                plot_convergence(cfg, arrays, plot_dir / "exp1_convergence_rate.png"),
+                plot_training_curves(cfg, arrays, plot_dir / "exp1_training_curves.png")]
