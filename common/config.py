@@ -260,6 +260,13 @@ class Exp1Config(RunConfig):
     planning_max_iters: int = param(200, "Adam iteration budget of the planning test", "eval", ge=1, le=100_000)
     planning_lr: float = param(0.05, "Adam learning rate on the action sequence", "eval", gt=0, le=10)
     planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)", "eval", gt=0)
+    control_tolerance: float = param(0.05, "true-system planning: the planner stops once its own model's error is "
+                                     "below this (success still means a true error below planning_tolerance)", "eval",
+                                     gt=0)
+    mpc_interval: int = param(10, "closed-loop planning in the true system: re-plan from the true state every this "
+                              "many steps", "eval", ge=1, le=1000)
+    mpc_iters: int = param(20, "closed loop: Adam iterations of each re-plan (warm-started from the previous plan)",
+                           "eval", ge=1, le=100_000)
     lambda_sweep: list[float] = param([0.0, 1e-3, 1e-2, 3e-2, 1e-1, 2e-1, 3e-1, 1.0],
                                       "lambda_spectral values of the tuning-seed trade-off sweep", "eval", ge=0)
     growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this",
@@ -269,7 +276,7 @@ class Exp1Config(RunConfig):
         return {**super().quick_overrides(), "num_train_trajectories": 64, "num_test_trajectories": 16,
                 "trajectory_steps": 60, "burn_in_time": 5.0, "train_steps": 40, "batch_size": 64,
                 "horizons": [5, 20, 50, 100, 200], "num_eval_states": 8, "planning_horizons": [10],
-                "planning_max_iters": 20, "lambda_sweep": [0.0, 0.1]}
+                "planning_max_iters": 20, "mpc_interval": 5, "mpc_iters": 5, "lambda_sweep": [0.0, 0.1]}
 
     def validate(self) -> None:
         super().validate()
@@ -435,6 +442,13 @@ class Exp3Config(RunConfig):
                                        "steps) evaluated at T = 50 and 80", "eval", gt=0, le=100)
     jobs: int = param(1, "units (track x seed) run in parallel worker processes (num_threads torch threads each)",
                       "run", ge=1)
+    layout_sweep: list[int] = param([10, 100, 1000], "sweep_layouts.py: numbers of training layouts (the total "
+                                    "number of random walks stays num_train_layouts x walks_per_layout)", "eval",
+                                    ge=1, le=10_000)
+    layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
+                                    "trains a unit)", "eval", ge=1, le=1000)
+    tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, or cheaper networks for "
+                              "the runtime budget)", "run", choices=("planning", "runtime"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
@@ -442,7 +456,7 @@ class Exp3Config(RunConfig):
                 "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0]}
+                "budget_scales": [2.0], "layout_sweep": [2, 10]}
 
     def validate(self) -> None:
         super().validate()
@@ -451,7 +465,10 @@ class Exp3Config(RunConfig):
                  f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
-        _require_memory("the replay distances (layouts x 932^2 bytes)", self.num_train_layouts * 932 ** 2)
+        _require_memory("the replay distances (layouts x 932^2 bytes)",
+                        max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
+        _require(self.layout_sweep_seeds <= len(self.seeds),
+                 f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",
                         self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
                                                      self.helm_num_samples) * max(self.planning_horizons)

@@ -34,7 +34,7 @@ def growth_rates(log_norms: np.ndarray, horizons, dt_model: float, min_horizon: 
 
 def summarize(cfg, arrays: dict) -> dict:
     """Per name: norms per T (median/IQR pooled over seeds x states, per-seed medians), growth
-    rates, RMSEs and planning results."""
+    rates, RMSEs, the planning diagnostic on the model and planning in the true system."""
     summary = {}
     for name, a in arrays.items():
         entry = {"diverged_seeds": [s for s, d in zip(cfg.seeds, a["diverged"]) if d]}
@@ -47,12 +47,32 @@ def summarize(cfg, arrays: dict) -> dict:
             for key in ("rmse_1step", "rmse_10step"):
                 by_t = {str(T): list(a[key][:, h]) for h, T in enumerate(cfg.horizons)}
                 entry[key] = {**_stats(a[key]), "by_horizon": by_t}
-            entry["planning"] = {
+            entry["planning_on_model"] = {
                 str(T): {**_with_seeds(a["plan_iters"][:, p]),
                          "solved_fraction": _solved_fraction(a["plan_iters"][:, p], cfg.planning_max_iters)}
                 for p, T in enumerate(cfg.planning_horizons)}
+        entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode) for mode in ("open", "closed")}
+                            for p, T in enumerate(cfg.planning_horizons)}
+        if name == "true":
+            entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p])
+                                        for kind in ("zero", "random")} for p, T in enumerate(cfg.planning_horizons)}
         summary[name] = entry
     return summary
+
+
+def _error_stats(cfg, errors: np.ndarray) -> dict:
+    """True final errors (S, B): statistics and the solved fraction (error < planning_tolerance)."""
+    x = errors[np.isfinite(errors)]
+    return {"true_error": _with_seeds(errors), "solved_fraction": float((x < cfg.planning_tolerance).mean()) if x.size
+            else None}
+
+
+def _control_stats(cfg, a: dict, p: int, mode: str) -> dict:
+    """One planner/mode/horizon of the true-system test: errors, solved fraction, iterations, wall time."""
+    seconds = float(a[f"control_seconds_{mode}"][p])
+    episodes = int(np.isfinite(a[f"control_error_{mode}"][:, p, 0]).sum()) * a[f"control_error_{mode}"].shape[2]
+    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p]), "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
+            "plan_seconds": seconds, "plan_seconds_per_episode": seconds / episodes if episodes else None}
 
 
 def _with_seeds(x: np.ndarray) -> dict:
@@ -90,17 +110,35 @@ def make_criteria(cfg, summary: dict) -> list:
         lo, hi = (_get(summary, name, "norm_action", T, "median") for T in ("50", "200"))
         return None if lo is None or hi is None else float(np.log(hi) - np.log(lo))
 
-    plan = [_get(summary, "helm", "planning", str(T), "median") for T in cfg.planning_horizons if T <= 100]
+    plan = [_get(summary, "helm", "planning_on_model", str(T), "median") for T in cfg.planning_horizons if T <= 100]
     plan_worst = None if not plan or any(p is None for p in plan) else max(plan)
+    saturation = _ratio(log_growth("helm"), log_growth("flat"))
     return [
         criterion("Flat growth rate / true growth rate (per unit time)", "within 15 % of 1",
                   _ratio(rate_flat, rate_true), lambda m: abs(m - 1) <= 0.15),
         criterion("HELM ||ds_T/da||_F at T=100 (median)", "< 20", helm_100, lambda m: m < 20),
-        criterion("HELM log-growth T=50->200 / Flat's", "< 0.10", _ratio(log_growth("helm"), log_growth("flat")),
-                  lambda m: m < 0.10),
+        criterion("HELM log-growth T=50->200 / Flat's", "< 0.10", saturation, lambda m: m < 0.10),
         criterion("Flat / HELM ||ds_T/da||_F at T=200", ">= 20", _ratio(flat_200, helm_200), lambda m: m >= 20),
-        criterion("HELM planning iterations (median), worst T<=100", "< 60", plan_worst, lambda m: m < 60),
+        criterion("diagnostic (convergence on the model): HELM iterations to its own model's targets, worst T<=100",
+                  "< 60", plan_worst, lambda m: m < 60),
+        criterion("true system, closed loop: HELM solved fraction minus Flat's, worst T>=50", ">= 0",
+                  _worst_gap(cfg, summary, "helm", "flat", 50), lambda m: m >= 0),
+        criterion("HELM 1-step RMSE / Flat's, with the log-growth ratio < 0.10", "<= 3 (and ratio < 0.10)",
+                  _ratio(_get(summary, "helm", "rmse_1step", "median"), _get(summary, "flat", "rmse_1step", "median")),
+                  lambda m: m <= 3 and saturation is not None and saturation < 0.10),
     ]
+
+
+def _worst_gap(cfg, summary: dict, a: str, b: str, min_horizon: int, mode: str = "closed_loop"):
+    """min over planning horizons T >= min_horizon of (a's - b's) solved fraction in the true system."""
+    gaps = [_diff(_get(summary, a, "control", str(T), mode, "solved_fraction"),
+                            _get(summary, b, "control", str(T), mode, "solved_fraction"))
+            for T in cfg.planning_horizons if T >= min_horizon]
+    return None if not gaps or any(g is None for g in gaps) else min(gaps)
+
+
+def _diff(x, y):
+    return None if x is None or y is None else x - y
 
 
 def accuracy_cost(summary: dict) -> dict:
@@ -119,4 +157,25 @@ def norm_table(cfg, summary: dict, label: str = "norm_action") -> str:
         cells = [summary[n][label][str(T)] for n in names]
         cells = [f"{fmt(c['median'])} [{fmt(c['q25'])}, {fmt(c['q75'])}]" for c in cells]
         lines.append(f"| {T} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def control_table(cfg, summary: dict) -> str:
+    """Markdown table of planning in the true system: per T and planner, solved fraction and median true
+    error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode."""
+    fmt = lambda x, f=".3g": "n/a" if x is None else format(x, f)
+    lines = ["| T | planner | solved open | solved closed | error open | error closed | iters open | iters closed "
+             "| s/episode closed |", "|---" * 9 + "|"]
+    for T in map(str, cfg.planning_horizons):
+        for name in [n for n in NAMES if n in summary]:
+            o, c = (_get(summary, name, "control", T, m) or {} for m in ("open_loop", "closed_loop"))
+            label = "true system (ceiling)" if name == "true" else name
+            lines.append(f"| {T} | {label} | {fmt(o.get('solved_fraction'), '.0%')} | {fmt(c.get('solved_fraction'), '.0%')} "
+                         f"| {fmt(_get(o, 'true_error', 'median'))} | {fmt(_get(c, 'true_error', 'median'))} "
+                         f"| {fmt(_get(o, 'iterations', 'median'))} | {fmt(_get(c, 'iterations', 'median'))} "
+                         f"| {fmt(c.get('plan_seconds_per_episode'), '.2g')} |")
+        for kind in ("zero", "random"):
+            f = _get(summary, "true", "floors", T, f"{kind}_actions") or {}
+            lines.append(f"| {T} | {kind} actions (floor) | {fmt(f.get('solved_fraction'), '.0%')} | | "
+                         f"{fmt(_get(f, 'true_error', 'median'))} | | | | |")
     return "\n".join(lines)

@@ -122,3 +122,19 @@ def make_dataset(cfg, seed: int) -> LorenzData:
     normed = ((states - mean) / std).float()
     return LorenzData(normed[:n_train], actions[:n_train].float(), normed[n_train:], actions[n_train:].float(),
                       mean, std, system)
+
+
+def stacked_true_step(datasets: list[LorenzData]):
+    """The true step of several seeds at once (each in its own normalization).
+
+    -> step(s (E, B, 3), a (E, B, 3)) -> (E, B, 3), member e normalized like datasets[e]; runs in s's dtype.
+    """
+    mean = torch.stack([d.mean for d in datasets])[:, None]  # (E, 1, 3) float64, raw units
+    std = torch.stack([d.std for d in datasets])[:, None]
+    system = datasets[0].system  # the forcing does not depend on the seed (attractor_std)
+
+    def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        m, sd = mean.to(s), std.to(s)
+        return (system.step(s * sd + m, a) - m) / sd
+
+    return step

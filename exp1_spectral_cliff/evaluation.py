@@ -1,16 +1,26 @@
-"""Planning evaluation: Adam on the action sequence through a model.
+"""Planning evaluations: the gradient planner (`planner.py`) through each model.
 
-`planning_iterations` is the diagnostic "optimization convergence on the model": targets are the
-same model's states after random actions, so they are reachable by construction.
+- `planning_iterations`, the diagnostic "optimization convergence on the model": targets are the
+  same model's states after random actions, so they are reachable by construction.
+- `control`, what counts: targets the TRUE system reaches from the start state under a random action
+  sequence; a plan made with a model (or with the true system: the ceiling) is executed in the true
+  system open loop, and closed loop (MPC: every `mpc_interval` steps re-plan the remaining steps from
+  the true state, warm-started from the rest of the previous plan, `mpc_iters` Adam iterations).
+  `floors`: the same targets under zero and under fresh random actions.
+All batched over seeds x test states; the true system runs in float64.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
 
 from common.runs import torch_generator
+from exp1_spectral_cliff.dataset import stacked_true_step
 from exp1_spectral_cliff.models import EnsembleStepModel, rollout
+from exp1_spectral_cliff.planner import plan_actions
 
 
 def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: list[int], horizon: int) -> np.ndarray:
@@ -27,22 +37,71 @@ def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: li
     target_actions = torch.stack([2 * torch.rand(B, horizon, 3, generator=g) - 1 for g in gens]).to(device)
     with torch.no_grad():
         target = rollout(model, s0, target_actions)[:, :, -1]
-    actions = torch.zeros(E, B, horizon, 3, device=device, requires_grad=True)
-    opt = torch.optim.Adam([actions], lr=cfg.planning_lr)
-    solved_at = torch.full((E, B), cfg.planning_max_iters, device=device)
-    for it in range(cfg.planning_max_iters):
-        s = s0
-        for t in range(horizon):
-            s = model(s, actions[:, :, t])
-        err = (s - target).norm(dim=-1)
-        newly = (err.detach() < cfg.planning_tolerance) & (solved_at == cfg.planning_max_iters)
-        solved_at = torch.where(newly, torch.full_like(solved_at, it), solved_at)
-        if it % 10 == 9 and bool((solved_at < cfg.planning_max_iters).all()):
-            break
-        opt.zero_grad(set_to_none=True)
-        # sum over examples: each example's actions get exactly their own gradient (Adam is elementwise)
-        err.pow(2).sum().backward()
-        opt.step()
-        with torch.no_grad():
-            actions.clamp_(-1.0, 1.0)
+    _, solved_at = plan_actions(model, s0, target, torch.zeros(E, B, horizon, 3, device=device),
+                                cfg.planning_max_iters, cfg.planning_lr, cfg.planning_tolerance)
     return solved_at.cpu().numpy().astype(float)
+
+
+def random_actions(seeds: list[int], purpose: str, num: int, horizon: int, device) -> torch.Tensor:
+    """Uniform actions in [-1, 1] from each seed's named stream. -> (E, num, horizon, 3) float64."""
+    gens = [torch_generator(s, purpose, horizon) for s in seeds]
+    return torch.stack([2 * torch.rand(num, horizon, 3, generator=g, dtype=torch.float64) - 1 for g in gens]).to(device)
+
+
+@torch.no_grad()
+def execute(true_step, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Run actions (E, B, k, 3) in the true system from s0 (E, B, 3) float64 -> final state (E, B, 3)."""
+    s = s0
+    for t in range(actions.shape[2]):
+        s = true_step(s, actions[:, :, t].to(s.dtype))
+    return s
+
+
+def true_tasks(cfg, datasets: dict, seeds: list[int], horizon: int, device):
+    """Start states (test states) and targets the true system reaches from them under random actions.
+
+    -> true step, s0 (E, B, 3), target (E, B, 3), float64 on `device`."""
+    true_step = stacked_true_step([datasets[s] for s in seeds])
+    s0 = torch.stack([datasets[s].test_states[:cfg.num_eval_states, 0] for s in seeds]).double().to(device)
+    target = execute(true_step, s0, random_actions(seeds, "exp1-true-targets", cfg.num_eval_states, horizon, device))
+    return true_step, s0, target
+
+
+def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int], horizon: int, device) -> dict:
+    """Plan with `plan_step` (a model, or the true system), execute in the true system.
+
+    Returns {"error_open", "error_closed"} true final ||s_T - target|| (E, B), {"iters_open",
+    "iters_closed"} (E, B) Adam iterations until the plan met cfg.control_tolerance on `plan_step`
+    (closed: summed over the re-plans), {"seconds_open", "seconds_closed"}: planning wall time of the batch.
+    """
+    true_step, s0, target = true_tasks(cfg, datasets, seeds, horizon, device)
+    E, B = s0.shape[:2]
+    goal = target.to(dtype)
+    start = time.perf_counter()
+    plan, iters = plan_actions(plan_step, s0.to(dtype), goal, torch.zeros(E, B, horizon, 3, device=device, dtype=dtype),
+                               cfg.planning_max_iters, cfg.planning_lr, cfg.control_tolerance)
+    seconds_open = time.perf_counter() - start
+    error_open = (execute(true_step, s0, plan) - target).norm(dim=-1)
+    s, iters_closed, seconds_closed = s0, iters.clone(), seconds_open
+    for t0 in range(0, horizon, cfg.mpc_interval):
+        if t0 > 0:  # re-plan the remaining steps from the true state
+            start = time.perf_counter()
+            plan, it = plan_actions(plan_step, s.to(dtype), goal, plan, cfg.mpc_iters, cfg.planning_lr,
+                                    cfg.control_tolerance)
+            seconds_closed += time.perf_counter() - start
+            iters_closed += it
+        k = min(cfg.mpc_interval, horizon - t0)
+        s, plan = execute(true_step, s, plan[:, :, :k]), plan[:, :, k:]
+    to_np = lambda x: x.detach().cpu().numpy().astype(float)
+    return {"error_open": to_np(error_open), "error_closed": to_np((s - target).norm(dim=-1)),
+            "iters_open": to_np(iters), "iters_closed": to_np(iters_closed),
+            "seconds_open": seconds_open, "seconds_closed": seconds_closed}
+
+
+def floors(cfg, datasets: dict, seeds: list[int], horizon: int, device) -> dict:
+    """True final error (E, B) of zero actions and of fresh random actions on the `control` tasks."""
+    true_step, s0, target = true_tasks(cfg, datasets, seeds, horizon, device)
+    E, B = s0.shape[:2]
+    zero = execute(true_step, s0, torch.zeros(E, B, horizon, 3, dtype=torch.float64, device=device))
+    rand = execute(true_step, s0, random_actions(seeds, "exp1-floor-actions", B, horizon, device))
+    return {"zero": (zero - target).norm(dim=-1).cpu().numpy(), "random": (rand - target).norm(dim=-1).cpu().numpy()}

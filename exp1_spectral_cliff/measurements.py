@@ -1,12 +1,14 @@
-"""Every measurement of one variant, in the layout of `arrays.py`."""
+"""Every measurement of one variant, and of the true system, in the layout of `arrays.py`."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from exp1_spectral_cliff.evaluation import planning_iterations
+from exp1_spectral_cliff.dataset import stacked_true_step
+from exp1_spectral_cliff.evaluation import control, floors, planning_iterations
 from exp1_spectral_cliff.quality import model_rmse
-from exp1_spectral_cliff.spectrum import model_log_norms
+from exp1_spectral_cliff.spectrum import model_log_norms, true_log_norms
 
 
 def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: dict) -> dict:
@@ -16,7 +18,7 @@ def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
     S, B, H, P = len(cfg.seeds), cfg.num_eval_states, len(cfg.horizons), len(cfg.planning_horizons)
     out = {"log_action": np.full((S, B, H), np.nan), "log_state": np.full((S, B, H), np.nan),
            "rmse_1step": np.full((S, H), np.nan), "rmse_10step": np.full((S, H), np.nan),
-           "plan_iters": np.full((S, P, B), np.nan),
+           "plan_iters": np.full((S, P, B), np.nan), **empty_control(cfg),
            "diverged": np.array([s not in seeds for s in cfg.seeds])}
     if not seeds:
         return out
@@ -37,4 +39,34 @@ def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
         model = models_by_horizon.get(T)
         if model is not None:  # per-horizon protocol: only horizons that have a model
             out["plan_iters"][rows, p] = planning_iterations(cfg, model, datasets, seeds, T)
+            put_control(out, rows, p, control(cfg, model, torch.float32, datasets, seeds, T, model.device))
     return out
+
+
+def measure_true(cfg, datasets: dict, device) -> dict:
+    """The true system: its rollout log-norms, the planner on it (the ceiling) and the floors."""
+    S, B, P = len(cfg.seeds), cfg.num_eval_states, len(cfg.planning_horizons)
+    out = {**true_log_norms(cfg, datasets), **empty_control(cfg), "floor_zero_error": np.full((S, P, B), np.nan),
+           "floor_random_error": np.full((S, P, B), np.nan), "diverged": np.zeros(S, bool)}
+    rows, step = list(range(S)), stacked_true_step([datasets[s] for s in cfg.seeds])
+    for p, T in enumerate(cfg.planning_horizons):
+        put_control(out, rows, p, control(cfg, step, torch.float64, datasets, cfg.seeds, T, device))
+        floor = floors(cfg, datasets, cfg.seeds, T, device)
+        out["floor_zero_error"][:, p], out["floor_random_error"][:, p] = floor["zero"], floor["random"]
+    return out
+
+
+def empty_control(cfg) -> dict:
+    """NaN arrays of the true-system planning results: (S, P, B) per episode, (P,) seconds per batch."""
+    S, B, P = len(cfg.seeds), cfg.num_eval_states, len(cfg.planning_horizons)
+    return {f"control_{k}_{mode}": np.full((S, P, B) if k != "seconds" else (P,), np.nan)
+            for k in ("error", "iters", "seconds") for mode in ("open", "closed")}
+
+
+def put_control(out: dict, rows: list[int], p: int, result: dict) -> None:
+    """Store one horizon's `evaluation.control` result (E seeds) in rows `rows`, column p."""
+    for key, value in result.items():
+        if key.startswith("seconds"):
+            out[f"control_{key}"][p] = value
+        else:
+            out[f"control_{key}"][rows, p] = value

@@ -32,7 +32,8 @@ def plot_spectral_cliff(cfg, arrays: dict, path: Path) -> Path:
 
 
 def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
-    """Planning: iterations to reach the target (median + IQR) and solved fraction vs T."""
+    """Diagnostic, optimization convergence on the model: iterations to reach the model's own target
+    (median + IQR) and solved fraction vs T."""
     fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.0)
     for name in NAMES[1:]:
         if name not in arrays:
@@ -46,10 +47,44 @@ def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
     axes[0, 0].axhline(cfg.planning_max_iters, color="grey", lw=0.8, ls=":")
     axes[0, 0].set_title(f"Adam iterations to reach target (budget {cfg.planning_max_iters})")
     axes[0, 1].set_title(f"solved fraction (||s_T - target|| < {cfg.planning_tolerance})")
+    fig.suptitle("Diagnostic: optimization convergence on the model (targets the same model reaches)", fontsize=10)
     axes[0, 1].set_ylim(-0.03, 1.03)
     for ax in axes[0]:
         ax.set_xlabel("planning horizon T")
         ax.legend()
+    return viz_utils.save(fig, path)
+
+
+def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
+    """Planning in the true system: solved fraction and median true final error vs T, open loop (dashed)
+    and closed loop (solid) per planner's model, the planner on the true system (ceiling) and the floors."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.0)
+    T, tol = cfg.planning_horizons, cfg.planning_tolerance
+    solved = lambda e: [np.nan if not np.isfinite(row).any() else (row[np.isfinite(row)] < tol).mean()
+                        for row in e.transpose(1, 0, 2).reshape(len(T), -1)]
+    median = lambda e: np.nanmedian(e.transpose(1, 0, 2).reshape(len(T), -1), axis=1)
+    for name in NAMES:
+        if name not in arrays:
+            continue
+        for mode, ls in (("open", "--"), ("closed", "-")):
+            e = arrays[name][f"control_error_{mode}"]
+            label = f"{'true system (ceiling)' if name == 'true' else name}, {mode} loop"
+            axes[0, 0].plot(T, solved(e), ls=ls, marker="o", color=viz_utils.color(name), label=label)
+            axes[0, 1].plot(T, median(e), ls=ls, marker="o", color=viz_utils.color(name), label=label)
+    for kind, marker in (("zero", "x"), ("random", "+")):
+        e = arrays["true"][f"floor_{kind}_error"]
+        axes[0, 0].plot(T, solved(e), ls=":", marker=marker, color="grey", label=f"{kind} actions (floor)")
+        axes[0, 1].plot(T, median(e), ls=":", marker=marker, color="grey", label=f"{kind} actions (floor)")
+    axes[0, 0].set_title(f"solved in the true system (error < {tol})")
+    axes[0, 0].set_ylim(-0.03, 1.03)
+    axes[0, 1].axhline(tol, color="grey", lw=0.8, ls="-.")
+    axes[0, 1].set_yscale("log")
+    axes[0, 1].set_title("true final error ||s_T - target|| (median)")
+    for ax in axes[0]:
+        ax.set_xlabel("planning horizon T")
+    axes[0, 1].legend(fontsize=6)
+    fig.suptitle(f"Exp 1: plans made with each model, executed in the true system (closed loop: re-plan every "
+                 f"{cfg.mpc_interval} steps)", fontsize=10)
     return viz_utils.save(fig, path)
 
 
@@ -65,4 +100,5 @@ def make_plots(cfg, arrays: dict, plot_dir: Path) -> list[Path]:
         warnings.simplefilter("ignore", RuntimeWarning)
         return [plot_spectral_cliff(cfg, arrays, plot_dir / "exp1_spectral_cliff.png"),
                 plot_convergence(cfg, arrays, plot_dir / "exp1_convergence_rate.png"),
+                plot_true_system_planning(cfg, arrays, plot_dir / "exp1_true_system_planning.png"),
                 plot_training_curves(cfg, arrays, plot_dir / "exp1_training_curves.png")]

@@ -17,9 +17,8 @@ from common.runs import StagedOutputs, Timer, finish, read_json, seed_everything
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
-from exp1_spectral_cliff.measurements import measure_variant
+from exp1_spectral_cliff.measurements import measure_true, measure_variant
 from exp1_spectral_cliff.plots import make_plots
-from exp1_spectral_cliff.spectrum import true_log_norms
 from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
 from exp1_spectral_cliff.train_helm import train_and_load
 
@@ -27,7 +26,7 @@ from exp1_spectral_cliff.train_helm import train_and_load
 def measure(cfg, device) -> tuple[dict, dict]:
     """Train (or resume) every variant and measure it; returns (arrays, training info)."""
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
-    arrays = {"true": {**true_log_norms(cfg, datasets), "diverged": np.zeros(len(cfg.seeds), bool)}}
+    arrays = {"true": measure_true(cfg, datasets, device)}
     training = {}
     for variant in cfg.variants:
         seed_everything(cfg.seeds[0])  # every random draw below uses named streams; belt and braces
@@ -57,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         write_results(cfg, staged.results, "exp1_spectral_cliff", metrics, criteria, timer.seconds(), device)
         for label in ("norm_action", "norm_state"):
             print(f"\n{label} (median [q25, q75] over seeds x test states)\n" + analysis.norm_table(cfg, summary, label))
+        print("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random actions)\n"
+              + analysis.control_table(cfg, summary))
         for key, v in accuracy.items():
             print(f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})")
     make_plots(cfg, arrays, staged.plots)

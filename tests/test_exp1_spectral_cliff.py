@@ -14,7 +14,9 @@ import torch
 from common.config import Exp1Config
 from common.jacobian_utils import batch_jacobian, lyapunov_exponents
 from exp1_spectral_cliff import run_experiment, train_helm
-from exp1_spectral_cliff.dataset import LorenzSystem, integrate, make_dataset, random_initial_states
+from exp1_spectral_cliff.dataset import LorenzSystem, integrate, make_dataset, random_initial_states, stacked_true_step
+from exp1_spectral_cliff.evaluation import control, floors
+from exp1_spectral_cliff.planner import plan_actions
 from exp1_spectral_cliff.train_helm import spectral_hinge, spectral_norm_3x3, train_members
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,18 +101,53 @@ def test_resume_with_a_missing_seed_checkpoint_reproduces_the_ensemble_bit_for_b
 
 
 def _metrics(out):
+    """metrics.json without wall-clock fields (runtime, planning seconds) and the environment."""
+    def strip(obj):
+        return {k: strip(v) for k, v in obj.items() if "seconds" not in k} if isinstance(obj, dict) else obj
     m = json.loads((out / "results" / "metrics.json").read_text())
-    return {k: v for k, v in m.items() if k not in ("runtime_seconds", "environment")}
+    return strip({k: v for k, v in m.items() if k != "environment"})
+
+
+def test_planner_solves_a_tiny_linear_system_exactly():
+    """s' = A s + B a (2 members x 4 examples, T = 3): targets reached by actions inside [-1, 1]."""
+    gen = torch.Generator().manual_seed(0)
+    A = 0.9 * torch.eye(3) + 0.05 * torch.randn(3, 3, generator=gen)
+    Bm = torch.eye(3) + 0.1 * torch.randn(3, 3, generator=gen)
+    step = lambda s, a: s @ A.T + a @ Bm.T
+    s0 = torch.randn(2, 4, 3, generator=gen, dtype=torch.float32)
+    true_actions = 0.8 * (2 * torch.rand(2, 4, 3, 3, generator=gen) - 1)
+    target = s0
+    for t in range(3):
+        target = step(target, true_actions[:, :, t])
+    plan, iters = plan_actions(step, s0, target, torch.zeros_like(true_actions), 2000, 0.05, 1e-4)
+    reached = s0
+    for t in range(3):
+        reached = step(reached, plan[:, :, t])
+    assert (reached - target).norm(dim=-1).max() < 1e-4
+    assert bool((iters < 2000).all()) and bool((iters > 0).all()) and plan.abs().max() <= 1.0
+
+
+@pytest.mark.slow
+def test_closed_loop_with_the_true_model_reaches_reachable_targets():
+    cfg = Exp1Config(num_train_trajectories=8, num_test_trajectories=16, trajectory_steps=10, seeds=[0, 1],
+                     num_eval_states=16, mpc_interval=5)
+    datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
+    result = control(cfg, stacked_true_step([datasets[s] for s in cfg.seeds]), torch.float64, datasets, cfg.seeds,
+                     20, torch.device("cpu"))
+    assert result["error_closed"].shape == (2, 16)
+    solved = (result["error_closed"] < cfg.planning_tolerance).mean()
+    floor = floors(cfg, datasets, cfg.seeds, 20, torch.device("cpu"))
+    assert solved >= 0.9 and solved > (floor["zero"] < cfg.planning_tolerance).mean() + 0.3
 
 
 @pytest.mark.slow
 def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
     assert run_experiment.main(TINY + ["--out-dir", str(tmp_path)]) == 0
     plots = [tmp_path / "plots" / f for f in ("exp1_spectral_cliff.png", "exp1_convergence_rate.png",
-                                              "exp1_training_curves.png")]
+                                              "exp1_true_system_planning.png", "exp1_training_curves.png")]
     assert all(p.stat().st_size > 10_000 for p in plots)
     first = _metrics(tmp_path)
-    assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 5
+    assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 7
     assert first["variants"]["true"]["norm_action"]["200"]["median"] > first["variants"]["true"]["norm_action"]["5"]["median"]
 
     def no_training(*_a, **_k):
@@ -143,7 +180,7 @@ def test_per_horizon_protocol_writes_one_model_per_T(tmp_path):
     assert run_experiment.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == [f"{v}_model_T{T}_seed0.pt" for v in ("flat", "helm") for T in (10, 5)]
-    assert _metrics(tmp_path)["variants"]["helm"]["planning"]["10"]["median"] is not None
+    assert _metrics(tmp_path)["variants"]["helm"]["planning_on_model"]["10"]["median"] is not None
 
 
 @pytest.mark.slow
