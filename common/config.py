@@ -245,7 +245,16 @@ class Exp1Config(RunConfig):
     train_steps: int = param(3000, "optimizer steps per model", "model", ge=1, le=100_000)
     batch_size: int = param(256, "training batch size (windows)", "model", ge=1, le=65_536)
     lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)", "model", gt=0)
-    lambda_spectral: float = param(0.2, "weight of the hinge on the per-step spectral norm", "model", ge=0)
+    lambda_spectral: float = param(0.0, "weight of the hinge on the per-step spectral norm", "model", ge=0)
+    lambda_ftle: float = param(1e-3, "weight of the penalty on the model's finite-time largest Lyapunov exponent "
+                               "above ftle_margin (gradient-flossing style)", "model", ge=0)
+    lambda_kstep: float = param(0.0, "weight of the hinge on the spectral norm of the penalty_steps-step state "
+                                "Jacobian", "model", ge=0)
+    penalty_steps: int = param(10, "steps of the model trajectories the FTLE and k-step penalties run", "model",
+                               ge=1, le=200)
+    ftle_margin: float = param(0.0, "the FTLE penalty acts above this exponent (1 / time unit)", "model")
+    penalty_states: int = param(32, "visited states of each batch the FTLE and k-step trajectories start from",
+                                "model", ge=1, le=65_536)
     lambda_hf: float = param(1.0, "weight of the HF-invariance loss of the transition", "model", ge=0)
     hf_noise_sigma: float = param(0.05, "std of the input noise of the HF-invariance loss (normalized units)",
                                   "model", gt=0, le=10)
@@ -267,8 +276,12 @@ class Exp1Config(RunConfig):
                               "many steps", "eval", ge=1, le=1000)
     mpc_iters: int = param(20, "closed loop: Adam iterations of each re-plan (warm-started from the previous plan)",
                            "eval", ge=1, le=100_000)
-    lambda_sweep: list[float] = param([0.0, 1e-3, 1e-2, 3e-2, 1e-1, 2e-1, 3e-1, 1.0],
-                                      "lambda_spectral values of the tuning-seed trade-off sweep", "eval", ge=0)
+    lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
+                                      "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
+    ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed frontier "
+                                    "sweep", "eval", ge=0)
+    kstep_sweep: list[float] = param([1e-5, 3e-5, 1e-4, 1e-3], "lambda_kstep values of the tuning-seed frontier "
+                                     "sweep", "eval", ge=0)
     growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this",
                                         "eval", ge=1)
 
@@ -276,7 +289,8 @@ class Exp1Config(RunConfig):
         return {**super().quick_overrides(), "num_train_trajectories": 64, "num_test_trajectories": 16,
                 "trajectory_steps": 60, "burn_in_time": 5.0, "train_steps": 40, "batch_size": 64,
                 "horizons": [5, 20, 50, 100, 200], "num_eval_states": 8, "planning_horizons": [10],
-                "planning_max_iters": 20, "mpc_interval": 5, "mpc_iters": 5, "lambda_sweep": [0.0, 0.1]}
+                "planning_max_iters": 20, "mpc_interval": 5, "mpc_iters": 5, "lambda_sweep": [0.0, 0.1],
+                "ftle_sweep": [0.1], "kstep_sweep": [0.1]}
 
     def validate(self) -> None:
         super().validate()
@@ -442,13 +456,6 @@ class Exp3Config(RunConfig):
                                        "steps) evaluated at T = 50 and 80", "eval", gt=0, le=100)
     jobs: int = param(1, "units (track x seed) run in parallel worker processes (num_threads torch threads each)",
                       "run", ge=1)
-    layout_sweep: list[int] = param([10, 100, 1000], "sweep_layouts.py: numbers of training layouts (the total "
-                                    "number of random walks stays num_train_layouts x walks_per_layout)", "eval",
-                                    ge=1, le=10_000)
-    layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
-                                    "trains a unit)", "eval", ge=1, le=1000)
-    tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, or cheaper networks for "
-                              "the runtime budget)", "run", choices=("planning", "runtime"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
@@ -456,7 +463,7 @@ class Exp3Config(RunConfig):
                 "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0], "layout_sweep": [2, 10]}
+                "budget_scales": [2.0]}
 
     def validate(self) -> None:
         super().validate()
@@ -465,10 +472,7 @@ class Exp3Config(RunConfig):
                  f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
-        _require_memory("the replay distances (layouts x 932^2 bytes)",
-                        max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
-        _require(self.layout_sweep_seeds <= len(self.seeds),
-                 f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
+        _require_memory("the replay distances (layouts x 932^2 bytes)", self.num_train_layouts * 932 ** 2)
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",
                         self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
                                                      self.helm_num_samples) * max(self.planning_horizons)

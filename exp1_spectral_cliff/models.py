@@ -45,19 +45,13 @@ class EnsembleStepModel(nn.Module):
         return self.weights[0].shape[0]
 
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([s, a], dim=-1)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < len(self.weights) - 1:
-                h = torch.tanh(h)
-        return s + h
+        return residual_mlp(self.weights, self.biases, s, a)
 
     def flat_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """The step on members' batches laid end to end. s (E*B, 3), a (E*B, 3) -> (E*B, 3).
 
         This is the `step(s_BxD, a_BxA)` form `common.jacobian_utils` expects (examples independent)."""
-        E = self.num_members
-        return self(s.reshape(E, -1, STATE_DIM), a.reshape(E, -1, ACTION_DIM)).reshape(-1, STATE_DIM)
+        return _flat(self, s, a)
 
     def member_state(self, e: int) -> dict:
         """State dict of member e alone (a 1-member ensemble)."""
@@ -74,6 +68,37 @@ class EnsembleStepModel(nn.Module):
         """(E,) bool: every weight of the member is finite."""
         flags = [torch.isfinite(p).flatten(1).all(dim=1) for p in self.parameters()]
         return torch.stack(flags).all(dim=0)
+
+
+class MemberSubset:
+    """Members `idx` of an ensemble, as a step model differentiable in the ensemble's weights (a
+    penalty computed on the members that use it only). Same call and `flat_step` as the ensemble."""
+
+    def __init__(self, model: EnsembleStepModel, idx: torch.Tensor):
+        self.weights = [w[idx] for w in model.weights]
+        self.biases = [b[idx] for b in model.biases]
+        self.num_members = len(idx)
+
+    def __call__(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return residual_mlp(self.weights, self.biases, s, a)
+
+    def flat_step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return _flat(self, s, a)
+
+
+def residual_mlp(weights, biases, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """s + g([s, a]) with stacked weights (E, d_in, d_out), tanh hidden layers. s, a (E, B, 3) -> (E, B, 3)."""
+    h = torch.cat([s, a], dim=-1)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        h = torch.baddbmm(b, h, w)
+        if i < len(weights) - 1:
+            h = torch.tanh(h)
+    return s + h
+
+
+def _flat(model, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    E = model.num_members
+    return model(s.reshape(E, -1, STATE_DIM), a.reshape(E, -1, ACTION_DIM)).reshape(-1, STATE_DIM)
 
 
 def _uniform(shape, bound: float, seed: int, layer: int) -> torch.Tensor:

@@ -1,13 +1,15 @@
-"""lambda_spectral sweep on the TUNING seed: the norm/accuracy trade-off that sets the default.
+"""The accuracy/stability frontier on the TUNING seed: regularizer families at several strengths.
 
     python sweep_lambda.py    # writes results/sweep.json and plots/exp1_tradeoff.png
                               # (run_experiment.py --plots-only redraws that figure too)
 
-One ensemble, trained together: a Flat reference plus the HELM variant (spectral hinge + HF
-invariance at cfg.lambda_hf) at every lambda in cfg.lambda_sweep; all members share the tuning
-seed's data, initialization and minibatches, so they differ only in lambda_spectral. Rule for the
-default (fixed before looking): the smallest lambda whose tuning-seed model meets the three norm
-criteria (||ds_T/da||_F(T=100) < 20, Flat/HELM at T=200 >= 20, log-growth 50->200 < 10 % of Flat's).
+One ensemble, trained together on the tuning seed's data with the same initialization and
+minibatches: a Flat reference, then HELM (HF invariance at cfg.lambda_hf plus one stability penalty
+of `regularizers.py`) for each family and strength: the per-step spectral hinge at cfg.lambda_sweep,
+the FTLE penalty at cfg.ftle_sweep, the k-step hinge at cfg.kstep_sweep. Members differ only in
+their penalty. Rule for HELM's default (fixed before looking): among the members that meet the three
+norm criteria on the tuning seed (||ds_T/da||_F(T=100) < 20, Flat/member at T=200 >= 20, log-growth
+50->200 < 10 % of Flat's), the one with the lowest 1-step test RMSE.
 """
 
 from __future__ import annotations
@@ -27,18 +29,35 @@ from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms
 from exp1_spectral_cliff.train_helm import train_members, unit_config
 
+FAMILIES = {"spectral": ("lambda_sweep", "per-step hinge"), "ftle": ("ftle_sweep", "FTLE (gradient flossing)"),
+            "kstep": ("kstep_sweep", "k-step hinge")}
+STABILITY_DEFAULTS = ("lambda_spectral", "lambda_ftle", "lambda_kstep")  # what the sweep chooses
+RULE = ("among the members meeting the three norm criteria on the tuning seed, the lowest 1-step RMSE")
 
-def train_sweep(cfg, data, ckpt_path, device):
-    """Train (or resume) the sweep ensemble: member 0 = Flat, member 1+i = HELM at lambda_sweep[i]."""
-    seed, n = cfg.tuning_seed, len(cfg.lambda_sweep) + 1
-    key = {**unit_config(cfg, "helm", seed, cfg.train_rollout_steps), "lambda_sweep": cfg.lambda_sweep}
+
+def sweep_members(cfg) -> list[dict]:
+    """[Flat] + one member per (family, strength): {"family", "lambda", "weights" (penalty -> weight)}."""
+    members = [{"family": "flat", "lambda": 0.0, "weights": {}}]
+    for family, (field, _) in FAMILIES.items():
+        members += [{"family": family, "lambda": lam, "weights": {family: lam, "hf": cfg.lambda_hf}}
+                    for lam in getattr(cfg, field)]
+    return members
+
+
+def train_sweep(cfg, data, members: list[dict], ckpt_path, device):
+    """Train (or resume) the sweep ensemble, one member per entry of `members`."""
+    seed, n = cfg.tuning_seed, len(members)
+    # the members' weights are explicit: the default stability weights are not part of the sweep's identity
+    key = {k: v for k, v in unit_config(cfg, "flat", seed, cfg.train_rollout_steps).items()
+           if k not in STABILITY_DEFAULTS and not k.startswith("effective_")}
+    key["members"] = members
     found = load_checkpoint_if_matches(ckpt_path, key)
     if found is not None:
         model = EnsembleStepModel([0] * n, cfg.hidden_dim, cfg.num_layers)
         model.load_state_dict(found["state"])
         return model.to(device), found["diverged"]
-    model, info = train_members(cfg, [data] * n, [seed] * n, [0.0] + list(cfg.lambda_sweep),
-                                [0.0] + [cfg.lambda_hf] * (n - 1), cfg.train_rollout_steps, desc="sweep", device=device)
+    model, info = train_members(cfg, [data] * n, [seed] * n, [m["weights"] for m in members], cfg.train_rollout_steps,
+                                desc="sweep", device=device)
     diverged = [bool(d) for d in info["diverged"]]
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     save_checkpoint(ckpt_path, {"unit_config": to_jsonable(key), "state": state, "diverged": diverged,
@@ -47,7 +66,7 @@ def train_sweep(cfg, data, ckpt_path, device):
 
 
 def measure(cfg, model, data) -> dict:
-    """Median norms at every horizon and RMSEs of every member (index 0 = Flat)."""
+    """Median norms at every horizon (n, H) and RMSEs (n,) of every member (index 0 = Flat)."""
     n = model.num_members
     log_a, log_s = model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
     rmse1, rmse10 = model_rmse(model, {i: data for i in range(n)}, list(range(n)))
@@ -56,54 +75,65 @@ def measure(cfg, model, data) -> dict:
     return {"norm_action": med(log_a), "norm_state": med(log_s), "rmse_1step": rmse1, "rmse_10step": rmse10}
 
 
-def choose_lambda(cfg, m: dict) -> tuple[float | None, list[dict]]:
-    """Apply the rule to every HELM member; returns (chosen lambda or None, per-lambda checks)."""
+def frontier_rows(cfg, members: list[dict], m: dict, diverged: list[bool]) -> list[dict]:
+    """Per member: its measurements, the three norm checks and the accuracy relative to Flat (row 0)."""
     h = {T: i for i, T in enumerate(cfg.horizons)}
     flat = m["norm_action"][0]
-    checks = []
-    for i, lam in enumerate(cfg.lambda_sweep, start=1):
-        row = m["norm_action"][i]
-        ok = {}
+    rows = []
+    for i, member in enumerate(members):
+        norms = m["norm_action"][i]
+        row = {"family": member["family"], "lambda": member["lambda"], "diverged": diverged[i],
+               **{k: v[i] for k, v in m.items()}, "rmse_1step_over_flat": m["rmse_1step"][i] / m["rmse_1step"][0]}
+        checks = {}
         if 100 in h:
-            ok["norm_T100_below_20"] = bool(row[h[100]] < 20)
+            row["norm_T100"] = norms[h[100]]
+            checks["norm_T100_below_20"] = bool(norms[h[100]] < 20)
         if 200 in h:
-            ok["flat_over_helm_T200_at_least_20"] = bool(flat[h[200]] / row[h[200]] >= 20)
+            checks["flat_over_member_T200_at_least_20"] = bool(flat[h[200]] / norms[h[200]] >= 20)
         if 50 in h and 200 in h:
-            ratio = np.log(row[h[200]] / row[h[50]]) / np.log(flat[h[200]] / flat[h[50]])
-            ok["saturation_ratio_below_0.1"] = bool(ratio < 0.1)
-        checks.append({"lambda": lam, **ok, "all": bool(ok) and all(ok.values())})
-    passing = [c["lambda"] for c in checks if c["all"]]
-    return (min(passing) if passing else None), checks
+            row["growth_ratio"] = np.log(norms[h[200]] / norms[h[50]]) / np.log(flat[h[200]] / flat[h[50]])
+            checks["saturation_ratio_below_0.1"] = bool(row["growth_ratio"] < 0.1)
+        row["checks"] = checks
+        row["meets_rule"] = i > 0 and not diverged[i] and bool(checks) and all(checks.values())
+        rows.append(row)
+    return rows
 
 
-def plot_tradeoff(cfg, m: dict, chosen: float | None, path):
-    """||J||(T=100) (both Jacobians) and 1-step / 10-step RMSE vs lambda, Flat as a reference line."""
-    lams = np.asarray(cfg.lambda_sweep, dtype=float)
-    T = 100 if 100 in cfg.horizons else max(cfg.horizons)
-    h = cfg.horizons.index(T)
-    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.0)
-    ax = axes[0, 0]
-    for key, ls, label in (("norm_action", "-", r"$\|\partial s_T/\partial a\|_F$"),
-                           ("norm_state", "--", r"$\|\partial s_T/\partial s_0\|_F$")):
-        ax.plot(lams, m[key][1:, h], marker="o", ls=ls, color=viz_utils.color("helm"), label=f"HELM {label}")
-        ax.axhline(m[key][0, h], ls=ls, color=viz_utils.color("flat"), lw=1, label=f"Flat {label}")
-    ax.axhline(20, color="grey", ls=":", lw=1, label="target 20")
-    ax.set_yscale("log")
-    ax.set_title(f"rollout Jacobian norm at T={T} (median, tuning seed)")
-    ax = axes[0, 1]
-    for key, ls in (("rmse_1step", "-"), ("rmse_10step", "--")):
-        ax.plot(lams, m[key][1:], marker="o", ls=ls, color=viz_utils.color("helm"), label=f"HELM {key}")
-        ax.axhline(m[key][0], ls=ls, color=viz_utils.color("flat"), lw=1, label=f"Flat {key}")
-    ax.set_yscale("log")
-    ax.set_title("test RMSE (normalized units)")
-    linthresh = min([l for l in lams if l > 0], default=1e-3)
-    for ax in axes[0]:
-        ax.set_xscale("symlog", linthresh=linthresh)
-        ax.set_xlim(-0.2 * linthresh, 1.5 * lams.max())
+def choose(rows: list[dict]) -> int | None:
+    """Index of the member the rule picks (see RULE), or None when no member meets the norm criteria."""
+    passing = [i for i, r in enumerate(rows) if r["meets_rule"]]
+    return min(passing, key=lambda i: rows[i]["rmse_1step"]) if passing else None
+
+
+def plot_tradeoff(rows: list[dict], chosen: int | None, path):
+    """1-step RMSE against ||ds/da||_F(T=100) and against the T=50->200 growth ratio, one line per family."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.2)
+    flat = rows[0]
+    for ax, key, label in ((axes[0, 0], "norm_T100", r"$\|\partial s_T/\partial a\|_F$ at T=100 (median)"),
+                           (axes[0, 1], "growth_ratio", "log-growth T=50->200 / Flat's")):
+        if key not in flat:
+            continue
+        for family, (_, name) in FAMILIES.items():
+            fam = [r for r in rows if r["family"] == family]
+            x, y = [r["rmse_1step"] for r in fam], [r[key] for r in fam]
+            ax.plot(x, y, marker="o", color=viz_utils.color({"spectral": "helm"}.get(family, family)), label=name)
+            for r in fam:
+                ax.annotate(f"{r['lambda']:g}", (r["rmse_1step"], r[key]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.plot([flat["rmse_1step"]], [flat[key]], marker="s", color=viz_utils.color("flat"), ls="", label="Flat")
         if chosen is not None:
-            ax.axvline(chosen, color="grey", lw=1, ls="-.", label=f"default {chosen:g}")
-        ax.set_xlabel("lambda_spectral (HELM, lambda_hf = %g)" % cfg.lambda_hf)
-        ax.legend(fontsize=7)
+            ax.plot([rows[chosen]["rmse_1step"]], [rows[chosen][key]], marker="*", ms=14, color="gold", ls="",
+                    markeredgecolor="k", label="chosen default")
+        ax.axvline(3 * flat["rmse_1step"], color="grey", ls=":", lw=1, label="3x Flat's 1-step RMSE")
+        ax.axhline(20 if key == "norm_T100" else 0.10, color="grey", ls="--", lw=1, label="target")
+        ax.set_xscale("log")
+        ax.set_xlabel("1-step test RMSE (normalized, tuning seed)")
+        ax.set_ylabel(label)
+        if key == "norm_T100":
+            ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    fig.suptitle("Exp 1 frontier: accuracy vs bounded rollout Jacobians per regularizer family (labels: strength; "
+                 "all with HF)", fontsize=9)
     return viz_utils.save(fig, path)
 
 
@@ -114,21 +144,21 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(cfg, seeds=[cfg.tuning_seed], out_dir=str(cfg.output_dir()))
     timer, device = Timer(), setup_torch(cfg)
     data = make_dataset(cfg, cfg.tuning_seed)
-    model, diverged = train_sweep(cfg, data, cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt",
-                                  device)
-    m = measure(cfg, model, data)
-    chosen, checks = choose_lambda(cfg, m)
-    result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons,
-              "lambdas": cfg.lambda_sweep, "flat": {k: v[0] for k, v in m.items()},
-              "helm": {k: v[1:] for k, v in m.items()}, "diverged": {"flat": diverged[0], "helm": diverged[1:]},
-              "checks": checks, "chosen_lambda_spectral": chosen, "runtime_seconds": timer.seconds(),
-              "config": dataclasses.asdict(cfg)}
+    members = sweep_members(cfg)
+    model, diverged = train_sweep(cfg, data, members,
+                                  cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt", device)
+    rows = frontier_rows(cfg, members, measure(cfg, model, data), diverged)
+    chosen = choose(rows)
+    result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons, "rule": RULE,
+              "members": rows, "chosen": None if chosen is None else {k: rows[chosen][k] for k in ("family", "lambda")},
+              "runtime_seconds": timer.seconds(), "config": dataclasses.asdict(cfg)}
     write_json(staged.results / "sweep.json", result)
-    plot_tradeoff(cfg, m, chosen, staged.plots / "exp1_tradeoff.png")
-    for lam, c, a, r in zip(cfg.lambda_sweep, checks, m["norm_action"][1:], m["rmse_1step"][1:]):
-        print(f"lambda {lam:<8g} ||ds/da||_F per T {np.array2string(a, precision=3)}  rmse1 {r:.4g}  meets rule: {c['all']}")
-    print(f"flat            ||ds/da||_F per T {np.array2string(m['norm_action'][0], precision=3)}  rmse1 {m['rmse_1step'][0]:.4g}")
-    print(f"chosen lambda_spectral: {chosen}\nruntime_seconds: {timer.seconds():.1f}")
+    plot_tradeoff(to_jsonable(rows), chosen, staged.plots / "exp1_tradeoff.png")
+    for r in rows:
+        print(f"{r['family']:<9} {r['lambda']:<6g} ||ds/da|| per T {np.array2string(r['norm_action'], precision=3)}  "
+              f"growth ratio {r.get('growth_ratio', float('nan')):.3f}  rmse1 {r['rmse_1step']:.4g} "
+              f"({r['rmse_1step_over_flat']:.2f}x Flat)  meets rule: {r['meets_rule']}")
+    print(f"chosen: {result['chosen']} ({RULE})\nruntime_seconds: {timer.seconds():.1f}")
     for path in staged.publish():
         print(f"wrote {path}")
     return 0
@@ -136,16 +166,10 @@ def main(argv=None) -> int:
 
 def plot_saved_sweep(saved: dict, plot_dir) -> None:
     """Redraw the trade-off figure from a saved sweep.json (used by run_experiment.py --plots-only)."""
-    cfg = Exp1Config(**{k: v for k, v in saved["config"].items() if k in Exp1Config.__dataclass_fields__})
-    plot_tradeoff(cfg, _as_arrays(saved), saved["chosen_lambda_spectral"], plot_dir / "exp1_tradeoff.png")
-
-
-def _as_arrays(saved: dict) -> dict:
-    """sweep.json -> the measure() layout (row 0 = Flat)."""
-    return {k: np.concatenate([np.atleast_1d(np.asarray(saved["flat"][k], dtype=float)),
-                               np.asarray(saved["helm"][k], dtype=float)]) if k.startswith("rmse")
-            else np.vstack([np.asarray(saved["flat"][k], dtype=float)[None], np.asarray(saved["helm"][k], dtype=float)])
-            for k in saved["flat"]}
+    rows = saved["members"]
+    chosen = next((i for i, r in enumerate(rows) if saved["chosen"] and r["family"] == saved["chosen"]["family"]
+                   and r["lambda"] == saved["chosen"]["lambda"]), None)
+    plot_tradeoff(rows, chosen, plot_dir / "exp1_tradeoff.png")
 
 
 if __name__ == "__main__":

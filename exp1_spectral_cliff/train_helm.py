@@ -1,10 +1,8 @@
-"""HELM regularizers of the transition, the four ablation variants, and resumable training units.
+"""The four ablation variants and resumable training units.
 
-- spectral: lambda_spectral * relu(sigma_max(ds'/ds) - 1)^2 at the visited states (exact 3x3
-  Jacobians from one batched forward + 3 batched backward rows, differentiable);
-- hf: lambda_hf * E_delta ||F(s + d_s, a + d_a) - F(s, a)||^2, delta ~ N(0, sigma^2 I) on the model's
-  whole input (HF invariance / mollification of the transition);
-- variants: flat (neither), spectral, hf, helm (both).
+Variants: flat (no regularizer), spectral (the stability penalties of `regularizers.py`: per-step
+hinge, FTLE, k-step hinge, at weights lambda_spectral, lambda_ftle, lambda_kstep), hf (HF invariance
+at lambda_hf), helm (both).
 A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
 rerun skips units whose checkpoint matches. The seeds of a variant are trained together as one
 ensemble (see models.py) and resume as one batch (`common.runs.load_or_train_batch`).
@@ -17,76 +15,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.jacobian_utils import batch_jacobian
 from common.config import identity
-from common.runs import Timer, load_or_train_batch, to_jsonable, torch_generator
+from common.runs import Timer, load_or_train_batch, to_jsonable
 from exp1_spectral_cliff.models import EnsembleStepModel
+from exp1_spectral_cliff.regularizers import PENALTIES, make_penalty
 from exp1_spectral_cliff.train_flat import train_ensemble
 
 VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, True), "helm": (True, True)}
 
 
-def spectral_norm_3x3(J: torch.Tensor) -> torch.Tensor:
-    """Exact largest singular value of (N, 3, 3) matrices: sqrt of the top eigenvalue of J^T J.
-
-    eigvalsh of the 3x3 Gram matrix was 1.5x faster forward+backward than matrix_norm(ord=2)
-    (SVD) here, at equal values; NaN entries (a diverged member) are zeroed so LAPACK never fails.
-    """
-    J = torch.nan_to_num(J, nan=0.0, posinf=0.0, neginf=0.0)
-    return torch.linalg.eigvalsh(J.transpose(-1, -2) @ J)[..., -1].clamp_min(0).sqrt()
+def variant_lambdas(cfg, variant: str) -> dict:
+    """Penalty name (regularizers.PENALTIES) -> weight, of an ablation variant."""
+    use_stability, use_hf = VARIANTS[variant]
+    return {"spectral": cfg.lambda_spectral if use_stability else 0.0, "ftle": cfg.lambda_ftle if use_stability else 0.0,
+            "kstep": cfg.lambda_kstep if use_stability else 0.0, "hf": cfg.lambda_hf if use_hf else 0.0}
 
 
-def spectral_hinge(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """Mean over inputs of relu(sigma_max(ds'/ds) - 1)^2, per member. s, a (E, N, 3) -> (E,)."""
-    E = s.shape[0]
-    J = batch_jacobian(model.flat_step, s.reshape(-1, 3), a.reshape(-1, 3), argnums=0, create_graph=True)
-    return torch.relu(spectral_norm_3x3(J) - 1.0).pow(2).reshape(E, -1).mean(dim=1)
-
-
-def hf_invariance(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor, sigma: float,
-                  generators: list[torch.Generator]) -> torch.Tensor:
-    """E_delta ||F(x + delta) - F(x)||^2 with one delta per input, per member. s, a (E, N, 3) -> (E,)."""
-    s, a = s.detach(), a.detach()
-    noise = sigma * torch.stack([torch.randn(s.shape[1], 6, generator=g) for g in generators]).to(s.device)
-    out = model(s, a)
-    noisy = model(s + noise[..., :3], a + noise[..., 3:])
-    return (noisy - out).pow(2).sum(dim=-1).mean(dim=1)
-
-
-def make_penalty(lambda_spectral: torch.Tensor, lambda_hf: torch.Tensor, sigma: float, noise_seeds: list[int],
-                 device: torch.device):
-    """The HELM penalty with per-member weights (E,); terms whose weights are all 0 are skipped."""
-    generators = [torch_generator(s, "exp1-hf-noise") for s in noise_seeds]
-    lambda_spectral, lambda_hf = lambda_spectral.to(device), lambda_hf.to(device)
-
-    def penalty(model, s, a):
-        total = torch.zeros(s.shape[0], device=s.device)
-        if bool((lambda_spectral > 0).any()):
-            total = total + lambda_spectral * spectral_hinge(model, s, a)
-        if bool((lambda_hf > 0).any()):
-            total = total + lambda_hf * hf_invariance(model, s, a, sigma, generators)
-        return total
-
-    return penalty
-
-
-def variant_lambdas(cfg, variant: str) -> tuple[float, float]:
-    """(lambda_spectral, lambda_hf) of an ablation variant."""
-    use_spectral, use_hf = VARIANTS[variant]
-    return (cfg.lambda_spectral if use_spectral else 0.0), (cfg.lambda_hf if use_hf else 0.0)
-
-
-def train_members(cfg, datasets: list, seeds: list[int], lambdas_spectral: list[float], lambdas_hf: list[float],
-                  rollout_steps: int, desc: str, device: torch.device) -> tuple[EnsembleStepModel, dict]:
-    """Train one member per (dataset, seed, lambda pair) as one ensemble on `device`. Returns model,
-    diagnostics."""
+def train_members(cfg, datasets: list, seeds: list[int], weights: list[dict], rollout_steps: int, desc: str,
+                  device: torch.device) -> tuple[EnsembleStepModel, dict]:
+    """Train one member per (dataset, seed, penalty weights) as one ensemble on `device`; weights[e]
+    maps penalty names to member e's weights (missing = 0). Returns model, diagnostics."""
     model = EnsembleStepModel(seeds, cfg.hidden_dim, cfg.num_layers).to(device)
     states = torch.stack([d.train_states for d in datasets]).to(device)
     actions = torch.stack([d.train_actions for d in datasets]).to(device)
-    lam_s, lam_h = torch.tensor(lambdas_spectral), torch.tensor(lambdas_hf)
+    stacked = {k: torch.tensor([float(w.get(k, 0.0)) for w in weights]) for k in PENALTIES}
     penalty = None
-    if bool((lam_s > 0).any() or (lam_h > 0).any()):
-        penalty = make_penalty(lam_s, lam_h, cfg.hf_noise_sigma, seeds, device)
+    if any(bool((w > 0).any()) for w in stacked.values()):
+        penalty = make_penalty(cfg, stacked, seeds, device)
     info = train_ensemble(model, states, actions, cfg, rollout_steps, seeds, penalty, desc)
     return model, info
 
@@ -94,9 +49,9 @@ def train_members(cfg, datasets: list, seeds: list[int], lambdas_spectral: list[
 def unit_config(cfg, variant: str, seed: int, rollout_steps: int) -> dict:
     """Everything that determines one trained model (the resume key): every config field declared
     with role "model", and the unit's variant, seed, rollout length and effective lambdas."""
-    lam_s, lam_h = variant_lambdas(cfg, variant)
+    effective = {f"effective_lambda_{k}": w for k, w in variant_lambdas(cfg, variant).items()}
     return to_jsonable({**identity(cfg, "model"), "variant": variant, "seed": seed, "rollout_steps": rollout_steps,
-                        "effective_lambda_spectral": lam_s, "effective_lambda_hf": lam_h})
+                        **effective})
 
 
 def checkpoint_path(ckpt_dir: Path, variant: str, seed: int, horizon: int | None) -> Path:
@@ -118,11 +73,10 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: tor
     seeds = list(cfg.seeds)
 
     def train() -> list[dict]:
-        lam_s, lam_h = variant_lambdas(cfg, variant)
         label = variant if horizon is None else f"{variant} T={horizon}"
         timer = Timer()
-        model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [lam_s] * len(seeds),
-                                    [lam_h] * len(seeds), rollout_steps, desc=f"train {label}", device=device)
+        model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [variant_lambdas(cfg, variant)] * len(seeds),
+                                    rollout_steps, desc=f"train {label}", device=device)
         seconds = timer.seconds() / len(seeds)
         return [{"state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
                  "diverged": bool(info["diverged"][e]), "train_seconds": seconds,
