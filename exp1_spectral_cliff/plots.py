@@ -58,7 +58,7 @@ def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
 def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
     """Planning in the true system: solved fraction and median true final error vs T, open loop (dashed)
     and closed loop (solid) per planner's model, the planner on the true system (ceiling) and the floors."""
-    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.0)
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.5, height=4.0)
     T, tol = cfg.planning_horizons, cfg.planning_tolerance
     solved = lambda e: [np.nan if not np.isfinite(row).any() else (row[np.isfinite(row)] < tol).mean()
                         for row in e.transpose(1, 0, 2).reshape(len(T), -1)]
@@ -82,7 +82,7 @@ def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
     axes[0, 1].set_title("true final error ||s_T - target|| (median)")
     for ax in axes[0]:
         ax.set_xlabel("planning horizon T")
-    axes[0, 1].legend(fontsize=6)
+    axes[0, 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Exp 1: plans made with each model, executed in the true system (closed loop: re-plan every "
                  f"{cfg.mpc_interval} steps)", fontsize=10)
     return viz_utils.save(fig, path)
