@@ -20,10 +20,12 @@ import argparse
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import typing
@@ -118,6 +120,14 @@ class RunConfig:
     plots_only: bool = param(False, "redraw every plot from the saved results of this config (no training)",
                              "run")
     dry_run: bool = param(False, "validate, print the output folder and exit (no work, nothing written)", "run")
+    launcher: str = param("inline", "where the independent units (seeds, sweep points, tracks) run: inline (this "
+                          "process), local (submitit subprocesses, --jobs at a time) or slurm (submitit job array)",
+                          "run", choices=("inline", "local", "slurm"))
+    jobs: int = param(1, "units run at once (local: subprocesses; inline: worker processes where the experiment has "
+                      "them; slurm: the array's parallelism), num_threads torch threads each", "run", ge=1)
+    slurm_partition: str = param("", "slurm: partition ('' = the cluster's default)", "run")
+    slurm_time_min: int = param(120, "slurm (and local): time limit per unit in minutes", "run", ge=1, le=100_000)
+    slurm_gpus_per_task: int = param(0, "slurm: GPUs per unit (use with --device cuda)", "run", ge=0, le=64)
 
     experiment_folder = ""  # class attribute, set by subclasses
     saved_for_plots = ()  # tuple of files under the output folder that --plots-only reads
@@ -146,6 +156,13 @@ class RunConfig:
                  f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
         cpus = available_cpus()
         _require(self.num_threads <= cpus, f"num_threads {self.num_threads} is more than this machine's {cpus} CPUs")
+        _require(self.launcher == "slurm" or self.jobs * self.num_threads <= cpus,
+                 f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
+        if self.launcher != "inline":
+            _require(importlib.util.find_spec("submitit") is not None,
+                     f"--launcher {self.launcher} needs submitit (pip install -r requirements.txt)")
+        _require(self.launcher != "slurm" or shutil.which("sbatch") is not None,
+                 "--launcher slurm: no SLURM on this machine (sbatch not found); use inline or local here")
         if self.device == "cuda":
             import torch
             _require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
@@ -201,7 +218,8 @@ def _require_writable(path: Path) -> None:
 
 def _require_same_config(cfg, out: Path) -> None:
     """A folder holding another config's results is never overwritten (the committed findings
-    are refreshed only by the full default run)."""
+    are refreshed only by the full default run). A field the saved config lacks was added later, with
+    a default that does what the code did before: it counts as that default."""
     saved_path = out / "results" / "config.json"
     if not saved_path.is_file() or (cfg.is_full_default() and out == REPO_ROOT / cfg.experiment_folder):
         return
@@ -209,8 +227,8 @@ def _require_same_config(cfg, out: Path) -> None:
         saved = json.loads(saved_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         saved = {}
-    new = identity(cfg, "model", "eval")
-    differ = sorted(k for k in new if not isinstance(saved, dict) or saved.get(k) != new[k])
+    new, defaults = identity(cfg, "model", "eval"), identity(type(cfg)(), "model", "eval")
+    differ = sorted(k for k in new if not isinstance(saved, dict) or saved.get(k, defaults[k]) != new[k])
     _require(not differ, f"out_dir {out} holds results of another config ({', '.join(differ[:4])} differ); "
              "choose another --out-dir or remove that folder")
 
@@ -342,6 +360,10 @@ class Exp2Config(RunConfig):
                          "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)", "model",
                          choices=("mollified_target", "consistency"))
     lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency)", "model", ge=0)
+    models_per_unit: int = param(0, "models trained together as one batched unit (0: all of a run or sweep in one; "
+                                 "3: one seed of the run per unit, e.g. to spread seeds over --launcher local or "
+                                 "slurm); batching changes float rounding, so it is part of a model's identity",
+                                 "model", ge=0, le=100_000)
     hf_noise_sigma: float = param(0.05, "std of delta ~ N(0, sigma^2 I)", "model", gt=0, le=1000)
     hf_target_draws: int = param(8, "noise draws averaged into each mollified target (hf_form=mollified_target)",
                                  "model", ge=1, le=1024)
@@ -401,7 +423,7 @@ class Exp3Config(RunConfig):
     # world model
     latent_channels: int = param(8, "channels of the spatial latent (channels x 19 x 19)", "model", ge=1, le=256)
     hidden_channels: int = param(16, "channels of the encoder and the fine transition", "model", ge=1, le=256)
-    coarse_hidden_channels: int = param(32, "channels of the coarse transition", "model", ge=1, le=256)
+    coarse_hidden_channels: int = param(16, "channels of the coarse transition", "model", ge=1, le=256)
     coarse_stride: int = param(4, "fine steps per coarse step (macro-actions: all 3^k action sequences)", "model",
                                ge=2, le=5)
     model_train_steps: int = param(1000, "world-model training steps", "model", ge=1, le=100_000)
@@ -437,7 +459,7 @@ class Exp3Config(RunConfig):
     helm_num_iters: int = param(4, "HELM (both levels) and HELM-without-coarse: CEM iterations", "eval", ge=1, le=1000)
     helm_subgoal_macros: int = param(3, "HELM: the subgoal is at most this many macro-steps ahead on the coarse plan",
                                      "eval", ge=1, le=100)
-    helm_fine_samples: int = param(64, "HELM: CEM samples per iteration of the fine level (to the subgoal)", "eval",
+    helm_fine_samples: int = param(256, "HELM: CEM samples per iteration of the fine level (to the subgoal)", "eval",
                                    ge=1, le=100_000)
     no_coarse_num_samples: int = param(256, "HELM without coarse level: CEM samples per iteration (fine actions)",
                                        "eval", ge=1, le=100_000)
@@ -454,8 +476,13 @@ class Exp3Config(RunConfig):
     depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties", "eval", ge=0)
     budget_scales: list[float] = param([0.25, 0.5], "Pareto: extra budgets (x each planner's samples or gradient "
                                        "steps) evaluated at T = 50 and 80", "eval", gt=0, le=100)
-    jobs: int = param(1, "units (track x seed) run in parallel worker processes (num_threads torch threads each)",
-                      "run", ge=1)
+    layout_sweep: list[int] = param([10, 100, 1000], "sweep_layouts.py: numbers of training layouts (the total "
+                                    "number of random walks stays num_train_layouts x walks_per_layout)", "eval",
+                                    ge=1, le=10_000)
+    layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
+                                    "trains a unit)", "eval", ge=1, le=1000)
+    tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, or cheaper networks for "
+                              "the runtime budget)", "run", choices=("planning", "runtime"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
@@ -463,16 +490,17 @@ class Exp3Config(RunConfig):
                 "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0]}
+                "budget_scales": [2.0], "layout_sweep": [2, 10]}
 
     def validate(self) -> None:
         super().validate()
         cpus = available_cpus()
-        _require(self.jobs * self.num_threads <= cpus,
-                 f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
-        _require_memory("the replay distances (layouts x 932^2 bytes)", self.num_train_layouts * 932 ** 2)
+        _require_memory("the replay distances (layouts x 932^2 bytes)",
+                        max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
+        _require(self.layout_sweep_seeds <= len(self.seeds),
+                 f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",
                         self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
                                                      self.helm_num_samples) * max(self.planning_horizons)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -212,17 +213,22 @@ def load_or_train_batch(paths: list[Path], unit_configs: list[dict], train) -> l
 
 
 class StagedOutputs:
-    """A run's findings (plots/, results/) written to `<out>/.staging/` and moved into place together.
+    """A run's findings (plots/, results/) written to `<out>/.staging/<pid>/` and moved into place
+    together.
 
     `publish()` renames every staged file over its final path at the end of the run, so an
     interrupted run leaves the previous findings as they were, and a finished one replaces every file
-    it writes; files it does not write (another script's sweep, say) are left alone.
+    it writes; files it does not write (another script's sweep, say) are left alone. Each process
+    stages in its own folder, so a sweep and a run writing into one output folder at the same time
+    do not touch each other's staged files; a crashed run's folder is removed by the next run.
     """
 
     def __init__(self, out: Path):
         self.out = Path(out)
-        self.staging = self.out / ".staging"
-        shutil.rmtree(self.staging, ignore_errors=True)  # a crashed run's leftovers
+        self.staging = self.out / ".staging" / str(os.getpid())
+        for folder in (self.out / ".staging").glob("*"):
+            if folder == self.staging or not _process_alive(folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def plots(self) -> Path:
@@ -241,7 +247,22 @@ class StagedOutputs:
             os.replace(path, dest)
             final.append(dest)
         shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.staging.parent.rmdir()  # only if no other run is staging here
         return final
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether `pid` (a staging folder's name) is a running process on this machine."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from common.config import Exp1Config, parse, with_saved_fields
+from common.launch import UnitsFailed, report
 from common.runs import StagedOutputs, Timer, finish, read_json, seed_everything, setup_torch, write_results
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
@@ -20,11 +21,13 @@ from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.measurements import measure_true, measure_variant
 from exp1_spectral_cliff.plots import make_plots
 from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
-from exp1_spectral_cliff.train_helm import train_and_load
+from exp1_spectral_cliff.train_helm import launch_variant_units, train_and_load
 
 
 def measure(cfg, device) -> tuple[dict, dict]:
     """Train (or resume) every variant and measure it; returns (arrays, training info)."""
+    if cfg.launcher != "inline":
+        launch_variant_units(cfg, cfg.output_dir() / "checkpoints", device)
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
     arrays = {"true": measure_true(cfg, datasets, device)}
     training = {}
@@ -46,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = with_saved_fields(cfg)
         arrays = load_arrays(out / "results" / "exp1_arrays.npz")
     else:
-        arrays, training = measure(cfg, device)
+        try:
+            arrays, training = measure(cfg, device)
+        except UnitsFailed as failed:
+            return report("exp1_spectral_cliff/run_experiment.py", failed)
         save_arrays(staged.results / "exp1_arrays.npz", cfg, arrays)
         summary = analysis.summarize(cfg, arrays)
         criteria = analysis.make_criteria(cfg, summary)

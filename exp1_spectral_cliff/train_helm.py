@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from common.config import identity
+from common.launch import Unit, launch
 from common.runs import Timer, load_or_train_batch, to_jsonable
+from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.regularizers import PENALTIES, make_penalty
 from exp1_spectral_cliff.train_flat import train_ensemble
@@ -85,6 +87,21 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: tor
     payloads = load_or_train_batch([checkpoint_path(ckpt_dir, variant, s, horizon) for s in seeds],
                                    [unit_config(cfg, variant, s, rollout_steps) for s in seeds], train)
     return dict(zip(seeds, payloads))
+
+
+def variant_unit(cfg, variant: str, horizon: int | None, ckpt_dir: Path, device: torch.device) -> None:
+    """A launcher unit: one variant's batch of seeds (one horizon's under per_horizon), trained into
+    its checkpoints. The unit rebuilds the datasets from their named streams (identical data)."""
+    train_variant(cfg, variant, {s: make_dataset(cfg, s) for s in cfg.seeds}, ckpt_dir, device, horizon)
+
+
+def launch_variant_units(cfg, ckpt_dir: Path, device: torch.device) -> None:
+    """Train every (variant[, T]) batch through `cfg.launcher` (`common.launch`); `train_and_load`
+    then finds them in their checkpoints. The units are today's batches, so the numbers are the
+    inline run's bit for bit."""
+    horizons = [None] if cfg.train_protocol == "short" else list(cfg.horizons)
+    launch(cfg, [Unit(variant if T is None else f"{variant} T={T}", variant_unit, (cfg, variant, T, ckpt_dir, device))
+                 for variant in cfg.variants for T in horizons], ckpt_dir / "launcher")
 
 
 def load_ensemble(cfg, payloads: dict, device: torch.device) -> EnsembleStepModel:

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from common.config import Exp2Config, parse
+from common.launch import UnitsFailed, report
 from common.runs import (StagedOutputs, Timer, criterion, finish, read_json, seed_everything, setup_torch, write_npz,
                          write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
@@ -85,7 +86,10 @@ def main(argv=None) -> int:
     if cfg.plots_only:
         arrays = dict(np.load(out / "results" / "exp2_arrays.npz"))
     else:
-        arrays = measure(cfg, device)
+        try:
+            arrays = measure(cfg, device)
+        except UnitsFailed as failed:
+            return report("exp2_funnel_heatmap/run_experiment.py", failed)
         write_npz(staged.results / "exp2_arrays.npz", arrays)
         metrics = summarize(arrays, arrays["final_loss"])
         metrics["sweep"] = sweep if sweep is not None else "not run (python sweep.py)"

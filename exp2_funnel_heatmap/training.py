@@ -20,6 +20,7 @@ from exp2_funnel_heatmap.models import EnergyEnsemble
 from exp2_funnel_heatmap.train_flat import flat_loss
 from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
 from common.config import identity
+from common.launch import Unit, launch
 from common.runs import load_or_train_batch, progress, to_jsonable, torch_generator
 
 FORMS = ("flat", "mollified_target", "consistency")
@@ -109,20 +110,37 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
 def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"
                   ) -> tuple[EnergyEnsemble, torch.Tensor, torch.Tensor]:
     """The trained ensemble for `specs`, each model's final loss (NaN when diverged) and loss curves
-    (M, train_steps); one checkpoint file per model, resumed as one batch
-    (`common.runs.load_or_train_batch`)."""
-    def train() -> list[dict]:
-        trained, losses, curves = train_models(specs, cfg, device, desc)
-        return [{"state": trained.slice_state(m), "final_loss": to_jsonable(losses[m]), "loss_curve": curves[m]}
-                for m in range(len(specs))]
-
-    payloads = load_or_train_batch([ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs],
-                                   [unit_config(s, cfg) for s in specs], train)
+    (M, train_steps); one checkpoint file per model. Models train in units of `models_per_unit`
+    consecutive specs (0: all in one), each unit one batch resumed as a whole
+    (`common.runs.load_or_train_batch`); several units, or any launcher but inline, go through
+    `common.launch` first, and this process then loads what they saved."""
+    units = [specs[i:i + cfg.models_per_unit] for i in range(0, len(specs), cfg.models_per_unit)] \
+        if cfg.models_per_unit else [specs]
+    if len(units) > 1 or cfg.launcher != "inline":
+        launch(cfg, [Unit(f"{desc}: {u[0].name} seed {u[0].seed} .. {u[-1].name} seed {u[-1].seed}", train_unit,
+                          (u, cfg, device, ckpt_dir, desc)) for u in units], ckpt_dir / "launcher")
+    payloads = [p for u in units for p in load_or_train_unit(u, cfg, device, ckpt_dir, desc)]
     model = build_ensemble(specs, cfg).to(device)
     for m, payload in enumerate(payloads):
         model.load_slice(m, payload["state"])
     final_loss = torch.tensor([torch.nan if p["final_loss"] is None else p["final_loss"] for p in payloads])
     return model, final_loss, torch.stack([p["loss_curve"] for p in payloads])
+
+
+def load_or_train_unit(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str) -> list[dict]:
+    """The checkpoint payloads of one unit of models, trained as one batch if any is missing."""
+    def train() -> list[dict]:
+        trained, losses, curves = train_models(specs, cfg, device, desc)
+        return [{"state": trained.slice_state(m), "final_loss": to_jsonable(losses[m]), "loss_curve": curves[m]}
+                for m in range(len(specs))]
+
+    return load_or_train_batch([ckpt_dir / f"{s.name}_seed{s.seed}.pt" for s in specs],
+                               [unit_config(s, cfg) for s in specs], train)
+
+
+def train_unit(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str) -> None:
+    """A launcher unit: train (or find) one unit's models; they land in their checkpoints."""
+    load_or_train_unit(specs, cfg, device, ckpt_dir, desc)
 
 
 def specs_for_run(cfg, seed: int) -> list[ModelSpec]:

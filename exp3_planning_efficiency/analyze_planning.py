@@ -65,7 +65,8 @@ def summarize(units: dict, cfg) -> dict:
         out[track] = {"horizons": entry["horizons"], "success": success, "pareto": pareto}
     return {"tracks": out,
             "models": {f"{source}/seed{seed}": {"quality": u["quality"], "diverged": bool(u["diverged"]),
-                                                "diverged_networks": u["diverged"]}
+                                                "diverged_networks": u["diverged"],
+                                                "training_seconds": u["training_seconds"]}
                        for (seed, source), u in sorted(units.items())}}
 
 
@@ -163,7 +164,7 @@ def _tracks(metrics: dict) -> list[str]:
     return sorted(metrics["tracks"], key=key)
 
 
-def _legend(ax) -> None:
+def add_legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=7)
 
@@ -183,7 +184,7 @@ def plot_success(metrics: dict, path: Path) -> Path:
                           [rows[str(T)]["ci95"][1] for T in Ts], planner, PLANNER_LABELS.get(planner, planner),
                           linestyle="--" if planner in ("random", "bfs") else "-")
         ax.set(xlabel="horizon T (BFS distance in (T/2, T])", ylabel="success rate", ylim=(-0.02, 1.02), title=track)
-    _legend(_fullest(axes[0]))
+    add_legend(_fullest(axes[0]))
     fig.suptitle("Planning success vs horizon (95 % Wilson CI over episodes x seeds)")
     return viz.save(fig, path)
 
@@ -203,7 +204,7 @@ def plot_pareto(metrics: dict, path: Path) -> Path:
                         label=PLANNER_LABELS.get(planner, planner))
             ax.set(xscale="log", xlabel=label, ylabel="success rate", ylim=(-0.02, 1.02), title=f"{track}, T = {T}")
             ax.xaxis.set_minor_formatter(NullFormatter())
-    _legend(_fullest(axes[0]))
+    add_legend(_fullest(axes[0]))
     fig.suptitle("Success vs planning compute (each planner at several budgets)")
     return viz.save(fig, path)
 
@@ -225,5 +226,32 @@ def plot_models(metrics: dict, path: Path) -> Path:
                    title="World model on its evaluation layouts")
     axes[0, 1].set(xlabel="BFS distance to goal cell", ylabel="goal energy", title="Goal energy on unseen layouts")
     for ax in axes[0]:
-        _legend(ax)
+        add_legend(ax)
+    return viz.save(fig, path)
+
+
+def plot_layout_sweep(saved: dict, path: Path) -> Path:
+    """The layout-count sweep (`sweep_layouts.py`'s json): success vs number of training layouts at
+    T = 50 and 80 per planner, and the networks' quality on the test layouts."""
+    points, horizons = saved["points"], ("50", "80")
+    ns = [p["num_train_layouts"] for p in points]
+    fig, axes = viz.new_figure(ncols=len(horizons) + 1, width=4.4, height=3.8)
+    for ax, T in zip(axes[0], horizons):
+        for planner in PLANNER_LABELS:
+            rows = [p["success"].get(planner, {}).get(T) for p in points]
+            if None in rows:
+                continue
+            viz.plot_band(ax, ns, [r["success"] for r in rows], [r["ci95"][0] for r in rows],
+                          [r["ci95"][1] for r in rows], planner, PLANNER_LABELS[planner],
+                          linestyle="--" if planner == "bfs" else "-")
+        ax.set(xscale="log", xlabel="training layouts", ylabel="success rate (unseen layouts)", ylim=(-0.02, 1.02),
+               title=f"T = {T}")
+    quality = axes[0, -1]
+    for key, label in (("coarse_step_exact", "coarse step exact"), ("eight_steps_exact", "8 fine steps exact"),
+                       ("energy_spearman", "energy Spearman vs BFS")):
+        quality.plot(ns, [p["quality"][key] for p in points], "o-", label=label)
+    quality.set(xscale="log", xlabel="training layouts", ylim=(0, 1.02), title="networks on the test layouts")
+    for ax in axes[0]:
+        add_legend(ax)
+    fig.suptitle(f"Layout-count sweep (same total walks; seeds {saved['seeds']})")
     return viz.save(fig, path)

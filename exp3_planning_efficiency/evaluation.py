@@ -15,13 +15,14 @@ layouts of both environment families), which makes a batch of episodes ~100x fas
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.config import identity
 from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
 from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations, tasks_across_layouts
 from exp3_planning_efficiency.planners import GRAPH_PLANNERS, GraphView, LazyGraph, flat_gd
@@ -96,6 +97,16 @@ BUDGET_FIELDS = {"helm": "helm_num_samples", "helm_no_coarse": "no_coarse_num_sa
                  "flat": "gd_steps"}  # what a Pareto budget scales
 PARETO_HORIZONS = (50, 80)
 PARETO_TRACKS = ("unseen-layouts", "fourrooms", "limited-data-100")  # one Pareto plot per track (compute)
+# what an evaluation unit's episodes depend on, besides its networks, seed, track, layouts and budget scale
+EPISODE_FIELDS = ("planning_horizons", "num_eval_episodes", "replan_every", "depth_cost")
+PLANNER_FIELDS = {
+    "helm": ("coarse_horizon", "helm_num_samples", "helm_num_iters", "helm_subgoal_macros", "helm_fine_samples",
+             "cem_elite_frac"),
+    "helm_no_coarse": ("coarse_horizon", "no_coarse_num_samples", "helm_num_iters", "cem_elite_frac"),
+    "cem": ("cem_horizon", "cem_num_samples", "cem_num_iters", "cem_elite_frac"),
+    "flat": ("gd_steps", "gd_lr", "gumbel_tau", "softmin_temperature"),
+    "random": (), "bfs": ()}
+PLANNER_FIELDS |= {"helm_no_spectral": PLANNER_FIELDS["helm"], "helm_no_hf": PLANNER_FIELDS["helm"]}
 
 
 def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:
@@ -109,10 +120,20 @@ def scaled(cfg, planner: str, scale: float):
     return dataclasses.replace(cfg, **{field: max(1, int(round(getattr(cfg, field) * scale)))})
 
 
-def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, mazes: list[FastMaze],
-                   cell_dists: list[np.ndarray], planners: list[str], checkpoint_dir: Path, device) -> dict:
+def evaluation_unit(cfg, models: dict, layouts: str, track_key: int, planner: str, scale: float) -> dict:
+    """An evaluation unit's identity: the networks' training unit `models`, the evaluated layouts (e.g.
+    "test/50"), the task stream, the planner, its budget scale and the config fields its episodes read."""
+    fields = EPISODE_FIELDS + PLANNER_FIELDS[planner]
+    return {"models": models, "layouts": layouts, "track_key": track_key, "planner": planner, "scale": scale,
+            **json.loads(json.dumps({name: getattr(cfg, name) for name in fields}))}
+
+
+def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, models: dict, layouts: str,
+                   mazes: list[FastMaze], cell_dists: list[np.ndarray], planners: list[str], checkpoint_dir: Path,
+                   device) -> dict:
     """Every planner on the seed's tasks of every usable horizon of a track (the same tasks for every
-    planner), plus the Pareto budgets at T = 50 and 80. Evaluation units are checkpointed."""
+    planner), plus the Pareto budgets at T = 50 and 80. Evaluation units are checkpointed under a name
+    with a hash of their identity (`evaluation_unit`), so sweeps over planner settings resume too."""
     horizons = usable_horizons(cfg, cell_dists)
     tasks = {T: tasks_across_layouts(mazes, cell_dists, T, cfg.num_eval_episodes, numpy_rng(seed, "exp3-tasks", track_key, T))
              for T in horizons}
@@ -124,8 +145,9 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, mazes
         Ts = horizons if scale == 1.0 else [T for T in horizons if T in PARETO_HORIZONS]
         if not Ts:
             continue
-        unit = {**identity(cfg, "model", "eval"), "seed": seed, "track": track, "planner": planner, "scale": scale}
-        path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}.pt"
+        unit = evaluation_unit(cfg, models, layouts, track_key, planner, scale)
+        digest = hashlib.sha1(json.dumps(unit, sort_keys=True).encode()).hexdigest()[:8]
+        path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}_{digest}.pt"
         done = load_checkpoint_if_matches(path, unit)
         if done is None:
             model_name, energy_name = NETWORKS.get(planner, ("spectral", "hf"))

@@ -173,9 +173,10 @@ class LazyGraph:
                                                         device=self.device)[:, None])
         V = torch.where((target == UNKNOWN)[:, None, None, None], self.goal_values[rows], V)
 
-        def score(ids):
+        def score(ids):  # the UNKNOWN state (its codes are blank) is infinitely far, as towards the goal
             self._count(rows[:, None].expand_as(ids))
-            return self.energy.read(V, self.observations(rows[:, None].expand_as(ids).cpu().numpy(), ids.cpu().numpy()))
+            energy = self.energy.read(V, self.observations(rows[:, None].expand_as(ids).cpu().numpy(), ids.cpu().numpy()))
+            return torch.where(ids == UNKNOWN, float("inf"), energy)
         return score
 
 

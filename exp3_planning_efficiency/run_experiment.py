@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from common.config import Exp3Config, parse
-from common.runs import StagedOutputs, Timer, finish, numpy_rng, progress, setup_torch, write_npz, write_results
+from common.launch import Unit, UnitsFailed, launch, report
+from common.runs import (StagedOutputs, Timer, finish, numpy_rng, progress, read_json, setup_torch, write_npz,
+                         write_results)
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import ENV_ID, FOURROOMS_ID, FastMaze, Replay, layout_split
 from exp3_planning_efficiency.evaluation import NETWORKS, evaluate_track, usable_horizons
@@ -73,22 +75,26 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
         maze = FastMaze(ENV_ID, layout_seed=FIXED_LAYOUT)
         evals = {f"limited-data-{walks}": ([maze], [maze.cell_distances()])}
         replay = lambda: Replay([maze], walks, cfg.walk_length, numpy_rng(seed, "exp3-walks", walks))
-    quality_mazes, quality_dists = next(iter(evals.values()))
+    quality_track = next(iter(evals))
+    quality_mazes, quality_dists = evals[quality_track]
+    quality_layouts = f"{eval_layouts if quality_track == 'unseen-layouts' else quality_track}/{len(quality_mazes)}"
     planners = {track: [p for p in cfg.planners if track == "unseen-layouts" or p not in UNSEEN_ONLY] for track in evals}
     used = {p for names in planners.values() for p in names}
     variants = ("spectral", "hf") + (("no_spectral",) if "helm_no_spectral" in used else ()) \
         + (("no_hf",) if "helm_no_hf" in used else ())
-    payload = load_or_train_unit(cfg, seed, source, replay, quality_mazes, quality_dists, variants, device, checkpoints)
+    payload = load_or_train_unit(cfg, seed, source, replay, quality_mazes, quality_dists, quality_layouts, variants,
+                                 device, checkpoints)
     result = {"quality": payload["quality"], "loss_curves": payload["loss_curves"], "diverged": payload["diverged"],
-              "tracks": {}}
+              "training_seconds": payload["seconds"], "tracks": {}}
     nets = load_networks(cfg, payload, device)
     for track in planners:  # a planner whose networks diverged is not evaluated (its rows stay missing)
         planners[track] = [p for p in planners[track] if not set(NETWORKS.get(p, ("spectral", "hf"))) & set(result["diverged"])]
     for track, (mazes, dists) in evals.items():
         key = TRACK_KEYS["tuning"] if eval_layouts == "tuning" else TRACK_KEYS[track.rsplit("-", 1)[0]
                                                                                 if track.startswith("limited") else track]
-        result["tracks"][track] = evaluate_track(cfg, seed, track, key, nets, mazes, dists, planners[track],
-                                                 checkpoints, device)
+        layouts = f"{eval_layouts if track == 'unseen-layouts' else track}/{len(mazes)}"
+        result["tracks"][track] = evaluate_track(cfg, seed, track, key, nets, payload["unit_config"], layouts, mazes,
+                                                 dists, planners[track], checkpoints, device)
     return result
 
 
@@ -107,17 +113,29 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def run_all_units(cfg, device) -> dict:
-    """Every (seed, data source) unit, in `cfg.jobs` worker processes when jobs > 1 (units are
-    independent, so the results are identical; only the wall time changes)."""
-    units = [(seed, source) for source in data_sources(cfg) for seed in cfg.seeds]
+def run_units(cfg, units: list[tuple], device) -> list[dict]:
+    """`run_unit(unit_cfg, seed, source, device)` for every (unit_cfg, seed, source) in `units`, by
+    `cfg.launcher` (inline: in this process, or in `cfg.jobs` worker processes when jobs > 1). Units
+    are independent, so the results are identical whichever ran them; only the wall time changes."""
+    name = lambda unit_cfg, seed, source: f"{source}{unit_cfg.num_train_layouts if source == 'layouts' else ''}/seed{seed}"
+    named = [Unit(name(*unit), run_unit, (*unit, device)) for unit in units]
+    return launch(cfg, named, cfg.output_dir() / "checkpoints" / "launcher", inline=lambda named: _inline(cfg, named))
+
+
+def _inline(cfg, units: list[Unit]) -> list[dict]:
     if cfg.jobs == 1:
-        return {unit: run_unit(cfg, *unit, device) for unit in progress(units, cfg.quiet, desc="units")}
+        return [unit.fn(*unit.args) for unit in progress(units, cfg.quiet, desc="units")]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_init_worker,
                              initargs=(cfg.num_threads, os.getpid())) as pool:
-        futures = {unit: pool.submit(run_unit, cfg, *unit, device) for unit in units}
-        return {unit: future.result() for unit, future in futures.items()}
+        futures = [pool.submit(unit.fn, *unit.args) for unit in units]
+        return [future.result() for future in futures]
+
+
+def run_all_units(cfg, device) -> dict:
+    """Every (seed, data source) unit of the run -> {(seed, source): result}."""
+    units = [(seed, source) for source in data_sources(cfg) for seed in cfg.seeds]
+    return dict(zip(units, run_units(cfg, [(cfg, *unit) for unit in units], device)))
 
 
 def require_tasks_exist(cfg, prog: str) -> None:
@@ -147,9 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.plots_only:
         analyze_planning.plot_all(out / "results" / "metrics.json", dict(np.load(out / "results" / "exp3_arrays.npz")),
                                   staged.plots)
+        if (out / "results" / "layout_sweep.json").exists():
+            analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"), staged.plots / "exp3_layout_sweep.png")
         print("\n".join(f"wrote {p}" for p in staged.publish()))
         return 0
-    units = run_all_units(cfg, device)
+    try:
+        units = run_all_units(cfg, device)
+    except UnitsFailed as failed:
+        return report(prog, failed)
     metrics = analyze_planning.summarize(units, cfg)
     criteria = analyze_planning.criteria(metrics, cfg)
     metrics_path = write_results(cfg, staged.results, "exp3_planning_efficiency", metrics, criteria, timer.seconds(),

@@ -10,6 +10,7 @@ and steps. Quality (k-step accuracy, energy vs BFS) is measured on the evaluatio
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,10 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
                device) -> dict:
     """Train the world-model and energy `variants` ("spectral", "no_spectral", "hf", "no_hf") of one seed
     on `replay`; returns their state dicts, loss curves and quality on the evaluation layouts."""
-    out = {"state": {}, "loss_curves": {}, "quality": {}, "diverged": []}
+    out = {"state": {}, "loss_curves": {}, "quality": {}, "diverged": [], "seconds": {}}
     eval_replay = Replay(eval_mazes, 8, 32, numpy_rng(seed, "exp3-quality-walks"))
     for name in variants:
+        start = time.perf_counter()
         torch.manual_seed(_stream_int(seed, "exp3-init", list(WORLD_MODELS | ENERGIES).index(name)))
         if name in WORLD_MODELS:
             net = build_world_model(cfg, device)
@@ -58,6 +60,7 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
                                   torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
             quality = lambda: energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))
         out["state"][name], out["loss_curves"][name] = net.state_dict(), losses
+        out["seconds"][name] = time.perf_counter() - start
         if np.isfinite(losses).all():
             out["quality"][name] = quality()
         else:
@@ -65,15 +68,23 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
     return out
 
 
-def model_unit(cfg, seed: int, source: str, variants) -> dict:
-    """A training unit's identity: seed, data source, variants and every config field of role "model"."""
-    return {"seed": seed, "source": source, "variants": list(variants), **identity(cfg, "model")}
+# model fields a data source does not read (the walk counts of the limited-data track are in its name)
+UNUSED_BY_SOURCE = {"layouts": ("limited_data_walks",),
+                    "fixed": ("limited_data_walks", "layout_split_seed", "num_train_layouts", "walks_per_layout")}
 
 
-def load_or_train_unit(cfg, seed: int, source: str, replay_fn, eval_mazes, eval_dists, variants, device,
-                       checkpoint_dir: Path) -> dict:
+def model_unit(cfg, seed: int, source: str, variants, quality_layouts: str) -> dict:
+    """A training unit's identity: seed, data source, variants, the layouts its quality is measured on
+    (e.g. "test/50") and every config field of role "model" that the source reads."""
+    unused = UNUSED_BY_SOURCE[source.split("-")[0]]
+    return {"seed": seed, "source": source, "variants": list(variants), "quality_layouts": quality_layouts,
+            **{k: v for k, v in identity(cfg, "model").items() if k not in unused}}
+
+
+def load_or_train_unit(cfg, seed: int, source: str, replay_fn, eval_mazes, eval_dists, quality_layouts: str,
+                       variants, device, checkpoint_dir: Path) -> dict:
     """The unit's checkpoint if it matches `model_unit`, else train it (and save it)."""
-    unit = model_unit(cfg, seed, source, variants)
+    unit = model_unit(cfg, seed, source, variants, quality_layouts)
     path = checkpoint_dir / f"models_{source}_seed{seed}.pt"
     payload = load_checkpoint_if_matches(path, unit)
     if payload is None:

@@ -1,14 +1,21 @@
 """Tuning sweep of Experiment 3: the tuning seed, trained on the training layouts, evaluated on the
 tuning layouts (disjoint from the test layouts, which nothing here sees).
 
-    python tune.py [--quick] [any Exp3Config flag]   -> results/tuning.json
+    python tune.py [--tuning-sweep planning|runtime] [--quick] [any Exp3Config flag]
+        -> results/tuning_<sweep>.json
 
 Each variant changes the given config (the defaults unless flags say otherwise) and evaluates HELM,
 HELM without coarse level and CEM on the unseen-layouts protocol. Networks are checkpointed under
 checkpoints/tuning/models_<hash of the model fields>/ and shared by the variants that only change
-planning knobs (resumable). The defaults were chosen
-from this table by the rule fixed before the sweep: the variant with the highest mean HELM success
-over T = 50 and 80.
+planning knobs; evaluations are checkpointed per planner setting (resumable).
+
+- `planning`: HELM's planning knobs. Rule fixed before the sweep: the variant with the highest mean
+  HELM success over T = 50 and 80 becomes the default.
+- `runtime`: cheaper networks, shorter training and the remaining knob, for the full run's 30-minute
+  budget. Rule fixed before the sweep: the cheapest variant (seconds of its training unit + seconds
+  HELM planned in its tuning episodes) whose mean HELM success over T = 50 and 80 is within 0.1 of the
+  most successful variant's.
+(Each table reports its base config: a sweep run after a default changed has a different base.)
 """
 
 from __future__ import annotations
@@ -19,38 +26,62 @@ import json
 import sys
 
 from common.config import Exp3Config, identity, parse
+from common.launch import Unit, UnitsFailed, launch, report
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.run_experiment import run_unit
 
+PROG = "exp3_planning_efficiency/tune.py"
 PLANNERS = ["helm", "helm_no_coarse", "cem"]
-VARIANTS = {  # name -> change to the base config (planning knobs of HELM: they share the trained networks)
-    "default": {},
-    "coarse_horizon_5": {"coarse_horizon": 5},
-    "coarse_horizon_20": {"coarse_horizon": 20},
-    "helm_fine_samples_256": {"helm_fine_samples": 256},
+SWEEPS = {  # sweep -> variant name -> change to the base config
+    "planning": {"default": {}, "coarse_horizon_5": {"coarse_horizon": 5}, "coarse_horizon_20": {"coarse_horizon": 20},
+                 "helm_fine_samples_256": {"helm_fine_samples": 256}},
+    "runtime": {"default": {}, "helm_fine_samples_256": {"helm_fine_samples": 256},
+                "coarse_hidden_16": {"coarse_hidden_channels": 16},
+                "coarse_hidden_16_fine_samples_256": {"coarse_hidden_channels": 16, "helm_fine_samples": 256},
+                "coarse_hidden_16_short_training": {"coarse_hidden_channels": 16, "model_train_steps": 600,
+                                                    "energy_train_steps": 400}},
 }
 
 
+def variant_unit(base, change: dict, device) -> Unit:
+    """The tuning unit of one variant: the tuning seed's networks (checkpointed per model config, so
+    variants that change planning knobs only share them), evaluated on the tuning layouts."""
+    cfg = dataclasses.replace(base, **change, planners=PLANNERS, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
+                              budget_scales=[])
+    models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
+    checkpoints = base.output_dir() / "checkpoints" / "tuning" / f"models_{models}"
+    return Unit(models, run_unit, (cfg, base.tuning_seed, "layouts", device, "tuning", checkpoints))
+
+
 def main(argv: list[str] | None = None) -> int:
-    base = parse(Exp3Config, argv, prog="exp3_planning_efficiency/tune.py")
+    base = parse(Exp3Config, argv, prog=PROG)
     base = dataclasses.replace(base, out_dir=str(base.output_dir()))  # variants write where the base config does
     device = setup_torch(base)
     staged = StagedOutputs(base.output_dir())
-    timer, table = Timer(), {}
-    for name, change in VARIANTS.items():
-        cfg = dataclasses.replace(base, **change, planners=PLANNERS, tracks=["unseen-layouts"],
-                                  seeds=[base.tuning_seed], budget_scales=[])
-        models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
-        unit = run_unit(cfg, base.tuning_seed, "layouts", device, eval_layouts="tuning",
-                        checkpoints=base.output_dir() / "checkpoints" / "tuning" / f"models_{models}")
-        summary = analyze_planning.summarize({(base.tuning_seed, "layouts"): unit}, cfg)
+    timer, variants = Timer(), SWEEPS[base.tuning_sweep]
+    units = {name: variant_unit(base, change, device) for name, change in variants.items()}
+    # first one variant per model config (they train the networks), then the others (which load them)
+    first = {unit.name: name for name, unit in reversed(units.items())}
+    order = list(first.values()), [name for name in units if name not in first.values()]
+    try:
+        results = {name: result for names in order
+                   for name, result in zip(names, launch(base, [dataclasses.replace(units[n], name=n) for n in names],
+                                                         base.output_dir() / "checkpoints" / "launcher"))}
+    except UnitsFailed as failed:
+        return report(PROG, failed)
+    table = {}
+    for name, change in variants.items():
+        unit = results[name]
+        summary = analyze_planning.summarize({(base.tuning_seed, "layouts"): unit}, units[name].args[0])
         track = summary["tracks"].get("unseen-layouts", {"success": {}})
-        table[name] = {"change": change, "models": summary["models"], "success": track["success"]}
+        table[name] = {"change": change, "models": summary["models"], "success": track["success"],
+                       "training_seconds": unit["training_seconds"]}
         print(name, {p: {T: round(r["success"], 3) for T, r in rows.items()} for p, rows in track["success"].items()},
               flush=True)
-    write_json(staged.results / "tuning.json",
-               {"tuning_seed": base.tuning_seed, "variants": table, "runtime_seconds": timer.seconds()})
+    write_json(staged.results / f"tuning_{base.tuning_sweep}.json",
+               {"tuning_seed": base.tuning_seed, "base_config": identity(base, "model", "eval"), "variants": table,
+                "runtime_seconds": timer.seconds()})
     for path in staged.publish():
         print(f"wrote {path}")
     return 0

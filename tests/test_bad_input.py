@@ -18,7 +18,8 @@ from common.config import available_cpus
 
 SCRIPTS = {"exp1": "exp1_spectral_cliff.run_experiment", "exp2": "exp2_funnel_heatmap.run_experiment",
            "exp3": "exp3_planning_efficiency.run_experiment", "sweep1": "exp1_spectral_cliff.sweep_lambda",
-           "sweep2": "exp2_funnel_heatmap.sweep", "tune3": "exp3_planning_efficiency.tune"}
+           "sweep2": "exp2_funnel_heatmap.sweep", "tune3": "exp3_planning_efficiency.tune",
+           "sweep3": "exp3_planning_efficiency.sweep_layouts"}
 EMPTY = "<empty tmp folder>"
 TOO_MANY_CPUS = str(available_cpus() + 1)
 
@@ -80,6 +81,9 @@ BAD = [  # (script, flags, what is wrong)
     ("exp3", ["--planning-horizons", "10", "200"], "a horizon no task of the maze has"),
     ("exp3", ["--plots-only", "--quick", "--tuning-seed", "4321"], "--plots-only for a config never run"),
     ("tune3", ["--num-walks", "0"], "tuning script: out of range"),
+    ("tune3", ["--tuning-sweep", "everything"], "tuning script: unknown sweep"),
+    ("sweep3", ["--layout-sweep", "10", "0"], "layout sweep: out of range"),
+    ("sweep3", ["--layout-sweep-seeds", "4"], "layout sweep: more seeds than --seeds"),
 ]
 if not torch.cuda.is_available():
     BAD.append(("exp1", ["--device", "cuda"], "cuda without a GPU (traceback)"))

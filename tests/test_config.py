@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from common.config import (CONFIGS, REPO_ROOT, RUNS_ROOT, ConfigError, Exp1Config, Exp2Config, Exp3Config,
-                           config_hash, parse)
+                           config_hash, fields_with_role, parse)
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
@@ -120,15 +120,14 @@ def test_every_field_declares_a_known_role(cls):
     assert roles["out_dir"] == roles["quiet"] == roles["plots_only"] == "run"
 
 
-@pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
+@pytest.mark.parametrize("cls", [Exp1Config, Exp2Config])
 def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
-    """Each experiment's own unit-identity function, fed the config with one field changed."""
+    """Each experiment's own unit-identity function, fed the config with one field changed (Exp 3's
+    units read fewer fields: the next test)."""
     from exp1_spectral_cliff.train_helm import unit_config as exp1_unit
     from exp2_funnel_heatmap.training import ModelSpec, unit_config as exp2_unit
-    from exp3_planning_efficiency.training import model_unit as exp3_unit
     unit = {Exp1Config: lambda c: exp1_unit(c, "helm", 0, 1),
-            Exp2Config: lambda c: exp2_unit(ModelSpec("flat", 0, "flat"), c),
-            Exp3Config: lambda c: exp3_unit(c, 0, "layouts", ["spectral", "hf"])}[cls]
+            Exp2Config: lambda c: exp2_unit(ModelSpec("flat", 0, "flat"), c)}[cls]
     base = cls()
     for f in dataclasses.fields(cls):
         if _changed(base, f) is None:
@@ -136,6 +135,30 @@ def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
         changed = dataclasses.replace(base, **{f.name: _changed(base, f)})
         same = unit(changed) == unit(base)
         assert same == (f.metadata["role"] != "model"), f"{f.name} ({f.metadata['role']}) vs the checkpoint identity"
+
+
+def test_exp3_units_depend_on_what_they_read():
+    """A training unit ignores the model fields its data source does not read (and only those); an
+    evaluation unit changes with its own planner's fields and the episode protocol, not another's."""
+    from exp3_planning_efficiency.evaluation import EPISODE_FIELDS, PLANNER_FIELDS, evaluation_unit
+    from exp3_planning_efficiency.training import UNUSED_BY_SOURCE, model_unit
+    base = Exp3Config()
+    for f in dataclasses.fields(Exp3Config):
+        changed = dataclasses.replace(base, **{f.name: _changed(base, f)}) if _changed(base, f) is not None else None
+        if changed is None:
+            continue
+        if f.metadata["role"] == "model":
+            for source in ("layouts", "fixed-100"):
+                same = model_unit(changed, 0, source, ["hf"], "t/1") == model_unit(base, 0, source, ["hf"], "t/1")
+                assert same == (f.name in UNUSED_BY_SOURCE[source.split("-")[0]]), (f.name, source)
+        for planner, fields in PLANNER_FIELDS.items():
+            same = evaluation_unit(changed, {}, "t/1", 0, planner, 1.0) == evaluation_unit(base, {}, "t/1", 0, planner, 1.0)
+            assert same == (f.name not in EPISODE_FIELDS + fields), (f.name, planner)
+    # the eval fields no unit reads: run bookkeeping, or read through the layouts / seed / scale of a unit
+    read = set(EPISODE_FIELDS).union(*PLANNER_FIELDS.values())
+    assert set(fields_with_role(Exp3Config, "eval")) - read == {
+        "seeds", "tuning_seed", "quick", "tracks", "planners", "budget_scales", "num_tuning_layouts",
+        "num_test_layouts", "num_fourrooms_layouts", "layout_sweep", "layout_sweep_seeds"}
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])

@@ -504,20 +504,19 @@ def test_each_track_runs_alone_from_the_command_line(track, tmp_path):
 
 @pytest.mark.slow
 def test_parallel_units_give_the_same_results(tmp_path):
-    """--jobs 2 runs the units in worker processes; every measured number equals the serial run's."""
+    """--jobs 2 runs the units in worker processes, --launcher local in submitit subprocesses; every
+    measured number equals the serial run's."""
     runs = {}
-    for jobs in (1, 2):
-        out = tmp_path / f"jobs{jobs}"
-        assert run_experiment.main(["--quick", "--quiet", *SHRINK, "--seeds", "0", "1", "--jobs", str(jobs),
+    for name, flags in {"serial": [], "jobs": ["--jobs", "2"], "local": ["--launcher", "local", "--jobs", "2"]}.items():
+        out = tmp_path / name
+        assert run_experiment.main(["--quick", "--quiet", *SHRINK, "--seeds", "0", "1", *flags,
                                     "--out-dir", str(out)]) == 0
-        runs[jobs] = _metrics(out)
-    assert runs[1]["models"] == runs[2]["models"]
-    for track, entry in runs[1]["tracks"].items():
-        for planner, rows in entry["success"].items():
-            for T, row in rows.items():
-                other = runs[2]["tracks"][track]["success"][planner][T]
-                assert {k: v for k, v in row.items() if "seconds" not in k} == \
-                       {k: v for k, v in other.items() if "seconds" not in k}
+        runs[name] = _metrics(out)
+    without_seconds = lambda d: {k: without_seconds(v) if isinstance(v, dict) else v for k, v in d.items()
+                                 if "seconds" not in k}
+    for name in ("jobs", "local"):
+        assert without_seconds(runs[name]["models"]) == without_seconds(runs["serial"]["models"]), name
+        assert without_seconds(runs[name]["tracks"]) == without_seconds(runs["serial"]["tracks"]), name
 
 
 @pytest.mark.slow
@@ -719,3 +718,22 @@ def test_coarse_predictions_the_ensemble_disagrees_on_lead_to_the_unknown_state(
     assert torch.isinf(view.to_goal(nxt[:, None])[~agree, 0]).all()
     assert (view.coarse(nxt[:, None], macros)[~agree] == UNKNOWN).all()  # absorbing
     assert (graph.evals == 4 + 2 + 1 + 2).all()  # goal values, two coarse requests x 2 members, one energy
+    towards_start = view.distance_to(ids)(nxt[:, None])[:, 0]  # a subgoal's distance: UNKNOWN is infinitely far
+    assert torch.isinf(towards_start[~agree]).all() and torch.isfinite(towards_start[agree]).all()
+
+
+@pytest.mark.slow
+def test_layout_sweep_keeps_the_total_walks_and_replots_from_its_json(tmp_path):
+    from exp3_planning_efficiency import sweep_layouts
+    out = tmp_path / "out"
+    flags = ["--quick", "--quiet", *SHRINK, "--layout-sweep", "1", "4", "--out-dir", str(out)]
+    assert sweep_layouts.main(flags) == 0
+    saved = json.loads((out / "results" / "layout_sweep.json").read_text())
+    assert [(p["num_train_layouts"], p["walks_per_layout"]) for p in saved["points"]] == [(1, 20), (4, 5)]
+    for point in saved["points"]:
+        assert set(point["success"]) == {"helm", "helm_no_coarse", "cem", "bfs"}
+        assert point["success"]["bfs"]["10"]["success"] == 1.0
+        assert 0 <= point["quality"]["energy_spearman"] <= 1 or np.isnan(point["quality"]["energy_spearman"])
+    plot = out / "plots" / "exp3_layout_sweep.png"
+    assert plot.stat().st_size > 10_000
+    assert analyze_planning.plot_layout_sweep(saved, tmp_path / "replot.png").stat().st_size > 10_000  # from the json alone

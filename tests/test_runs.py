@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 from unittest import mock
 
 import numpy as np
@@ -143,3 +144,17 @@ def test_staged_outputs_replace_all_files_at_once_and_keep_the_others(tmp_path):
     assert read_json(tmp_path / "results" / "metrics.json") == {"new": 1}
     assert read_json(tmp_path / "results" / "sweep.json") == {"sweep": 1}
     assert not staged.staging.exists()
+
+
+def test_staged_outputs_of_two_live_runs_in_one_folder_do_not_touch_each_other(tmp_path):
+    """A sweep and a run staging in one output folder at once: each publishes only its own files;
+    the staging folder of a process that is gone (a crashed run) is cleaned up."""
+    other = tmp_path / ".staging" / str(os.getppid())  # a live process: stands for the other run
+    write_json(other / "results" / "sweep.json", {"sweep": 1})
+    crashed = tmp_path / ".staging" / "999999999"  # no such process
+    write_json(crashed / "results" / "metrics.json", {"stale": 1})
+    staged = StagedOutputs(tmp_path)
+    assert not crashed.exists() and (other / "results" / "sweep.json").exists()
+    write_json(staged.results / "metrics.json", {"new": 1})
+    assert [p.relative_to(tmp_path).as_posix() for p in staged.publish()] == ["results/metrics.json"]
+    assert (other / "results" / "sweep.json").exists() and not (tmp_path / "results" / "sweep.json").exists()

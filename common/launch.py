@@ -1,0 +1,118 @@
+"""Where a run's independent units execute: `inline` (this process, or `--jobs` worker processes
+where an experiment has them), `local` (submitit's local executor: one subprocess per unit, `--jobs`
+at a time) or `slurm` (submitit's SLURM executor: one job per unit, in a job array).
+
+submitit is the standard way to send Python functions to SLURM (it backs Hydra's launcher): no
+server, the same function and arguments whatever runs them, and a local executor that exercises the
+same pickling code path on one machine. Units write their own checkpoints, so the parent only gathers
+return values; a unit that failed (or was preempted) is reported by name with its log, and a rerun
+redoes only the units whose checkpoints are missing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from common.runs import progress
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Unit:
+    """One independent piece of a run: `fn(*args)`, named for reports and logs."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple
+
+
+class UnitsFailed(RuntimeError):
+    """Some units raised or died; `failures` holds (unit name, error, log path) per failed unit."""
+
+    def __init__(self, failures: list[tuple[str, str, str]]):
+        self.failures = failures
+        super().__init__("\n".join(f"unit {name} failed: {error} (log: {log})" for name, error, log in failures))
+
+
+def report(prog: str, failed: UnitsFailed) -> int:
+    """Print the failed units (name, error, log) and how to resume; the exit code 1."""
+    print(f"{prog}: {failed}\nthe finished units are checkpointed: the same command again redoes only the failed ones",
+          file=sys.stderr)
+    return 1
+
+
+def run_in_worker(num_threads: int, fn: Callable, *args):
+    """`fn(*args)` with the parent's torch settings (a fresh process would use every core and
+    nondeterministic kernels, and give different numbers)."""
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return fn(*args)
+
+
+def executor_for(cfg, log_dir: Path):
+    """The submitit executor of `cfg.launcher` ("local" or "slurm"), logs under `log_dir`."""
+    import submitit
+    executor = submitit.AutoExecutor(folder=log_dir / "%j", cluster=cfg.launcher)
+    executor.update_parameters(timeout_min=cfg.slurm_time_min, cpus_per_task=cfg.num_threads,
+                               name=cfg.experiment_folder)
+    if cfg.launcher == "slurm":
+        executor.update_parameters(slurm_array_parallelism=cfg.jobs, gpus_per_node=cfg.slurm_gpus_per_task,
+                                   **({"slurm_partition": cfg.slurm_partition} if cfg.slurm_partition else {}))
+    return executor
+
+
+def submit(executor, units: list[Unit], cfg) -> list:
+    """Submit units (on SLURM as one job array) -> their submitit jobs."""
+    calls = [(run_in_worker, cfg.num_threads, unit.fn, *unit.args) for unit in units]
+    if cfg.launcher != "slurm":
+        return [executor.submit(*call) for call in calls]
+    with executor.batch():
+        return [executor.submit(*call) for call in calls]
+
+
+def launch(cfg, units: list[Unit], log_dir: Path, inline: Callable[[list[Unit]], list] | None = None) -> list:
+    """Run `units` with `cfg.launcher`; their return values in order. `inline` overrides how the
+    inline launcher runs them (an experiment's own worker pool); by default one after another.
+    Raises UnitsFailed after every unit has finished or failed."""
+    if cfg.launcher == "inline":
+        if inline is not None:
+            return inline(units)
+        return [unit.fn(*unit.args) for unit in progress(units, cfg.quiet, desc="units")]
+    executor = executor_for(cfg, Path(log_dir))
+    window = cfg.jobs if cfg.launcher == "local" else len(units)  # SLURM throttles its own array
+    jobs: dict[int, Any] = {}
+    pending = list(range(len(units)))
+    try:
+        with progress(None, cfg.quiet, total=len(units), desc=f"units ({cfg.launcher})") as bar:
+            while pending or any(not job.done() for job in jobs.values()):
+                running = sum(not job.done() for job in jobs.values())
+                batch = pending[:max(0, window - running)]
+                if batch:
+                    jobs |= dict(zip(batch, submit(executor, [units[i] for i in batch], cfg)))
+                    pending = pending[len(batch):]
+                time.sleep(POLL_SECONDS)
+                bar.n = sum(job.done() for job in jobs.values())
+                bar.refresh()
+    except KeyboardInterrupt:  # local units die with the run; SLURM jobs go on (a rerun collects them)
+        if cfg.launcher == "local":
+            for job in jobs.values():
+                job.cancel(check=False)
+        raise
+    results, failures = [], []
+    for i, unit in enumerate(units):
+        try:
+            results.append(jobs[i].result())
+        except Exception as error:  # noqa: BLE001 - any failure of a unit is reported, not raised alone
+            results.append(None)
+            summary = str(error).strip().splitlines()
+            failures.append((unit.name, summary[-1] if summary else type(error).__name__, str(jobs[i].paths.stderr)))
+    if failures:
+        raise UnitsFailed(failures)
+    return results
