@@ -21,6 +21,7 @@ import numpy as np
 
 from common import viz_utils
 from common.config import Exp1Config, parse
+from common.launch import Unit, UnitsFailed, launch, report
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
 from exp1_spectral_cliff.dataset import make_dataset
@@ -63,6 +64,11 @@ def train_sweep(cfg, data, members: list[dict], ckpt_path, device):
     save_checkpoint(ckpt_path, {"unit_config": to_jsonable(key), "state": state, "diverged": diverged,
                                 "loss_curve": info["loss_curve"]})
     return model, diverged
+
+
+def sweep_unit(cfg, members: list[dict], ckpt_path, device) -> None:
+    """A launcher unit: train (or find) the sweep ensemble into its checkpoint."""
+    train_sweep(cfg, make_dataset(cfg, cfg.tuning_seed), members, ckpt_path, device)
 
 
 def measure(cfg, model, data) -> dict:
@@ -145,8 +151,13 @@ def main(argv=None) -> int:
     timer, device = Timer(), setup_torch(cfg)
     data = make_dataset(cfg, cfg.tuning_seed)
     members = sweep_members(cfg)
-    model, diverged = train_sweep(cfg, data, members,
-                                  cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt", device)
+    ckpt_path = cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt"
+    if cfg.launcher != "inline":  # one batched ensemble: one unit, then loaded here from its checkpoint
+        try:
+            launch(cfg, [Unit("frontier", sweep_unit, (cfg, members, ckpt_path, device))], ckpt_path.parent / "launcher")
+        except UnitsFailed as failed:
+            return report("exp1_spectral_cliff/sweep_lambda.py", failed)
+    model, diverged = train_sweep(cfg, data, members, ckpt_path, device)
     rows = frontier_rows(cfg, members, measure(cfg, model, data), diverged)
     chosen = choose(rows)
     result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons, "rule": RULE,
