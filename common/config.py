@@ -494,7 +494,6 @@ class Exp3Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        cpus = available_cpus()
         _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
                  "walk_length must be >= model_rollout_steps and coarse_stride")
         _require_memory("the replay distances (layouts x 932^2 bytes)",
