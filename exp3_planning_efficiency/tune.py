@@ -44,14 +44,15 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
 }
 
 
-def variant_unit(base, change: dict, device) -> Unit:
-    """The tuning unit of one variant: the tuning seed's networks (checkpointed per model config, so
-    variants that change planning knobs only share them), evaluated on the tuning layouts."""
+def variant_unit(base, name: str, change: dict, device) -> Unit:
+    """The tuning unit of one variant: the tuning seed's networks (checkpointed under a folder named
+    by the model config, so variants that change planning knobs only share them), evaluated on the
+    tuning layouts."""
     cfg = dataclasses.replace(base, **change, planners=PLANNERS, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
                               budget_scales=[])
     models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
     checkpoints = base.output_dir() / "checkpoints" / "tuning" / f"models_{models}"
-    return Unit(models, run_unit, (cfg, base.tuning_seed, "layouts", device, "tuning", checkpoints))
+    return Unit(name, run_unit, (cfg, base.tuning_seed, "layouts", device, "tuning", checkpoints))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_torch(base)
     staged = StagedOutputs(base.output_dir())
     timer, variants = Timer(), SWEEPS[base.tuning_sweep]
-    units = {name: variant_unit(base, change, device) for name, change in variants.items()}
-    # first one variant per model config (they train the networks), then the others (which load them)
-    first = {unit.name: name for name, unit in reversed(units.items())}
-    order = list(first.values()), [name for name in units if name not in first.values()]
+    units = [variant_unit(base, name, change, device) for name, change in variants.items()]
+    # first one variant per networks folder (they train the networks), then the others (which load them)
+    first = list({unit.args[-1]: unit for unit in reversed(units)}.values())[::-1]
+    rest = [unit for unit in units if unit not in first]
     try:
-        results = {name: result for names in order
-                   for name, result in zip(names, launch(base, [dataclasses.replace(units[n], name=n) for n in names],
-                                                         base.output_dir() / "checkpoints" / "launcher"))}
+        results = {unit.name: result for batch in (first, rest)
+                   for unit, result in zip(batch, launch(base, batch, base.output_dir() / "checkpoints" / "launcher"))}
     except UnitsFailed as failed:
         return report(PROG, failed)
+    units = {unit.name: unit for unit in units}
     table = {}
     for name, change in variants.items():
         unit = results[name]
