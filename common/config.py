@@ -481,8 +481,9 @@ class Exp3Config(RunConfig):
                                     ge=1, le=10_000)
     layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
                                     "trains a unit)", "eval", ge=1, le=1000)
-    tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, or cheaper networks for "
-                              "the runtime budget)", "run", choices=("planning", "runtime"))
+    tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, cheaper networks for "
+                              "the runtime budget, shorter energy training, or cheaper world-model training)", "run",
+                              choices=("planning", "runtime", "energy", "world_model"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,

@@ -93,8 +93,8 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
 # evaluation units
 
 NETWORKS = {"helm_no_spectral": ("no_spectral", "hf"), "helm_no_hf": ("spectral", "no_hf")}  # else HELM's own
-BUDGET_FIELDS = {"helm": "helm_num_samples", "helm_no_coarse": "no_coarse_num_samples", "cem": "cem_num_samples",
-                 "flat": "gd_steps"}  # what a Pareto budget scales
+BUDGET_FIELDS = {"helm": ("helm_num_samples", "helm_fine_samples"), "helm_no_coarse": ("no_coarse_num_samples",),
+                 "cem": ("cem_num_samples",), "flat": ("gd_steps",)}  # what a Pareto budget scales (HELM: both levels)
 PARETO_HORIZONS = (50, 80)
 PARETO_TRACKS = ("unseen-layouts", "fourrooms", "limited-data-100")  # one Pareto plot per track (compute)
 # what an evaluation unit's episodes depend on, besides its networks, seed, track, layouts and budget scale
@@ -115,9 +115,9 @@ def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:
 
 
 def scaled(cfg, planner: str, scale: float):
-    """The config with the planner's budget field multiplied by `scale` (at least 1)."""
-    field = BUDGET_FIELDS[planner]
-    return dataclasses.replace(cfg, **{field: max(1, int(round(getattr(cfg, field) * scale)))})
+    """The config with the planner's budget fields multiplied by `scale` (each at least 1)."""
+    return dataclasses.replace(cfg, **{field: max(1, int(round(getattr(cfg, field) * scale)))
+                                       for field in BUDGET_FIELDS[planner]})
 
 
 def evaluation_unit(cfg, models: dict, layouts: str, track_key: int, planner: str, scale: float) -> dict:

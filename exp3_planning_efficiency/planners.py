@@ -175,8 +175,12 @@ class LazyGraph:
 
         def score(ids):  # the UNKNOWN state (its codes are blank) is infinitely far, as towards the goal
             self._count(rows[:, None].expand_as(ids))
-            energy = self.energy.read(V, self.observations(rows[:, None].expand_as(ids).cpu().numpy(), ids.cpu().numpy()))
-            return torch.where(ids == UNKNOWN, float("inf"), energy)
+            n, N = ids.shape
+            key = torch.arange(n, device=ids.device)[:, None] * self.capacity + ids  # each distinct state once
+            unique, index = torch.unique(key, return_inverse=True)
+            local, state = unique // self.capacity, unique % self.capacity
+            energy = self.energy.read(V[local], self.observations(rows[local].cpu().numpy(), state.cpu().numpy())[:, None])
+            return torch.where(ids == UNKNOWN, float("inf"), energy[:, 0][index])
         return score
 
 

@@ -45,10 +45,11 @@ def layout_sets(cfg) -> dict:
     return {"train": train, "tuning": tuning, "test": test, "fourrooms": [int(s) for s in fourrooms]}
 
 
-def mazes_of(kind: str, seeds: list[int]) -> tuple[list[FastMaze], list[np.ndarray]]:
+def mazes_of(kind: str, seeds: list[int], distances: bool = True) -> tuple[list[FastMaze], list[np.ndarray]]:
+    """The layouts and (unless `distances` is False: training layouts need none) their BFS cell distances."""
     mazes = [FastMaze(FOURROOMS_ID, reset_seed=s) if kind == "fourrooms" else FastMaze(ENV_ID, layout_seed=s)
              for s in seeds]
-    return mazes, [m.cell_distances() for m in mazes]
+    return mazes, [m.cell_distances() for m in mazes] if distances else []
 
 
 def data_sources(cfg) -> list[str]:
@@ -63,7 +64,7 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
     checkpoints = checkpoints or cfg.output_dir() / "checkpoints"
     sets = layout_sets(cfg)
     if source == "layouts":
-        train = mazes_of("spanning", sets["train"])[0]
+        train = mazes_of("spanning", sets["train"], distances=False)[0]
         evals = {}
         if "unseen-layouts" in cfg.tracks:
             evals["unseen-layouts"] = mazes_of("spanning", sets[eval_layouts])

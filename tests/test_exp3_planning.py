@@ -322,6 +322,21 @@ def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze
     assert calls == [] and (graph.evals == 16 + 5 + 5).all()
 
 
+def test_spectral_norm_estimate_is_the_largest_singular_value_of_the_fine_jacobian():
+    """Power iteration (forward-mode J v, backward J^T J v) against the SVD of the full Jacobian of
+    step(., a) at each sample, and differentiable in the fine transition's weights."""
+    from exp3_planning_efficiency.world_model import spectral_norm_estimate
+    torch.manual_seed(0)
+    model = WorldModel(2, 4, 4, 2)
+    z, action = torch.randn(3, 2, 5, 5), F.one_hot(torch.tensor([0, 1, 2]), NUM_ACTIONS).float()
+    estimate = spectral_norm_estimate(model, z, action, iters=200)
+    for b in range(3):
+        J = torch.autograd.functional.jacobian(lambda x: model.step(x, action[b:b + 1]), z[b:b + 1]).reshape(50, 50)
+        torch.testing.assert_close(estimate[b], torch.linalg.matrix_norm(J, ord=2), rtol=1e-4, atol=1e-5)
+    grads = torch.autograd.grad(estimate.sum(), list(model.fine.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 # ----------------------------------------------------------------------------------------------
 # 6. every planner solves a tiny task with a perfect model
 
@@ -460,6 +475,16 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp3_quick")
     assert run_experiment.main(["--quick", "--out-dir", str(out), "--quiet"]) == 0
     return out
+
+
+def test_a_pareto_budget_scales_every_sample_count_of_its_planner():
+    from exp3_planning_efficiency.evaluation import scaled
+    cfg = Exp3Config()
+    helm = scaled(cfg, "helm", 0.25)
+    assert (helm.helm_num_samples, helm.helm_fine_samples) == (cfg.helm_num_samples // 4, cfg.helm_fine_samples // 4)
+    assert scaled(cfg, "cem", 0.5).cem_num_samples == cfg.cem_num_samples // 2
+    assert scaled(cfg, "flat", 0.01).gd_steps == 1  # at least one
+    assert dataclasses.replace(scaled(cfg, "helm_no_coarse", 0.5), no_coarse_num_samples=cfg.no_coarse_num_samples) == cfg
 
 
 @pytest.mark.slow
