@@ -175,7 +175,7 @@ class LazyGraph:
 
         def score(ids):  # the UNKNOWN state (its codes are blank) is infinitely far, as towards the goal
             self._count(rows[:, None].expand_as(ids))
-            n, N = ids.shape
+            n = len(ids)
             key = torch.arange(n, device=ids.device)[:, None] * self.capacity + ids  # each distinct state once
             unique, index = torch.unique(key, return_inverse=True)
             local, state = unique // self.capacity, unique % self.capacity
