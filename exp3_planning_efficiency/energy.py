@@ -46,6 +46,82 @@ AGENT_PLANES = slice(FIRST_AGENT_CODE, FIRST_AGENT_CODE + CHANNELS)
 WALK_STARTS = 4  # start observations per goal taken from the goal's own walk, just before it
 
 
+def neighbour_costs(V: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+    """Values V (B, 4, W, H), move costs (B, 4, 9, W, H) -> cost via each 3x3 neighbour (B, 4, 9, W, H):
+    move[..., k, x] + V at x + offset k (FAR outside the grid; offsets row-major, as `F.unfold`'s)."""
+    B, C, W, H = V.shape
+    padded = F.pad(V, (1, 1, 1, 1), value=FAR)
+    s = padded.stride()
+    windows = padded.as_strided((B, C, 3, 3, W, H), (s[0], s[1], s[2], s[3], s[2], s[3]))
+    out = torch.empty_like(move)
+    torch.add(move.view(B, C, 3, 3, W, H), windows, out=out.view(B, C, 3, 3, W, H))
+    return out
+
+
+def sweep(V: torch.Tensor, move: torch.Tensor, switch: torch.Tensor, source: torch.Tensor, trace: list | None = None):
+    """One Bellman-Ford step back from the goal: the move into V's nodes, then the switch of channel
+    before it: V, source (B, 4, W, H) -> new V. `trace` (a list) gets what the backward pass needs."""
+    costs = neighbour_costs(V, move)
+    U = costs.amin(2)
+    moved = torch.minimum(source, U)
+    switched = moved[:, None] + switch  # [c, c'] = moved[c'] + switch[c, c']
+    best = switched.amin(2)
+    if trace is not None:
+        trace.append([min_trace(costs, U, source), min_trace(switched, best, source)])
+    return torch.minimum(source, best)
+
+
+def min_trace(x: torch.Tensor, x_min: torch.Tensor, source: torch.Tensor) -> tuple:
+    """What `min_backward` needs of torch.minimum(source, x_min), x_min = x.amin(2): where x attains
+    its minimum (1., else 0.), whether a minimum is attained twice, and the share of the gradient
+    torch.minimum passes to x_min (0 where the source is smaller, 1/2 on a tie, else 1). Float
+    arithmetic, not comparisons: boolean tensors are ~5x slower here."""
+    mask = (x_min[:, :, None] - x).sign_().add_(1)  # x >= x_min, so sign is -1 or 0
+    share = (x_min - source).sign_().sub_(1).mul_(-0.5)  # sign(x_min - source) 1, 0, -1 -> 0, 1/2, 1
+    exact = torch.float32 if mask.numel() < 2**24 else torch.float64  # the count of ones stays exact
+    return mask, mask.sum(dtype=exact) > x_min.numel(), share
+
+
+def min_backward(grad: torch.Tensor, mask: torch.Tensor, tied: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """Autograd's gradient of torch.minimum(source, x.amin(2)) w.r.t. x, from the result's `grad`: a tie
+    with the source halves it, and the amin splits it evenly over its equal minima."""
+    grad = (grad * share)[:, :, None]
+    return grad / mask.sum(2, keepdim=True) * mask if tied else grad * mask
+
+
+class BellmanFord(torch.autograd.Function):
+    """`iterations` sweeps from V = source, differentiable in the move and switch costs.
+
+    The same values and gradients as autograd through the sweeps (the same operations in the same
+    order; the tests check it bit for bit), with a hand-written backward that keeps each sweep's
+    argmin masks instead of autograd's intermediates and adds each move's gradient back to its
+    neighbour with slices instead of `F.fold`: an energy training step ~1.8x faster here."""
+
+    @staticmethod
+    def forward(ctx, move, switch, source, iterations: int):
+        V, ctx.trace = source, []
+        for _ in range(iterations):
+            V = sweep(V, move, switch, source, ctx.trace)
+        return V
+
+    @staticmethod
+    def backward(ctx, grad_V):
+        B, C, W, H = grad_V.shape
+        move_grad, switch_grad = None, None
+        g = grad_V
+        for move_trace, switch_trace in reversed(ctx.trace):
+            step = min_backward(g, *switch_trace)  # (B, 4, 4, W, H)
+            switch_grad = step if switch_grad is None else switch_grad.add_(step)
+            step = min_backward(step.sum(1), *move_trace)  # (B, 4, 9, W, H)
+            move_grad = step.clone() if move_grad is None else move_grad.add_(step)
+            padded = g.new_zeros(B, C, W + 2, H + 2)  # each move's gradient back to its neighbour's value
+            for k in range(9):
+                padded[:, :, k // 3:k // 3 + W, k % 3:k % 3 + H].add_(step[:, :, k])
+            g = padded[:, :, 1:-1, 1:-1]
+        del ctx.trace
+        return move_grad, switch_grad, None, None
+
+
 class GoalEnergy(nn.Module):
     def __init__(self, hidden: int, train_iterations: int):
         super().__init__()
@@ -73,23 +149,14 @@ class GoalEnergy(nn.Module):
         values V (B, 4, W, H): the learned distance of every node to the nearest goal observation.
         `iterations` Bellman-Ford sweeps (differentiable; training), or None: until V stops changing
         (the exact shortest paths of the learned graph; planning and evaluation)."""
-        B, _, _, W, H = x_goal.shape
         move, switch = self.edge_costs(x_goal[:, 0], noise, generator)
         source = FAR * (1 - x_goal[:, :, AGENT_PLANES].amax(1))  # 0 on the goal's own nodes
-
-        def sweep(V):  # one step back from the goal: the move into V's nodes, then the switch before it
-            neighbours = F.unfold(F.pad(V, (1, 1, 1, 1), value=FAR), 3).reshape(B, CHANNELS, 9, W, H)
-            V = torch.minimum(source, (neighbours + move).amin(2))
-            return torch.minimum(source, (V[:, None] + switch).amin(2))
-
-        V = source
         if iterations is not None:
-            for _ in range(iterations):
-                V = sweep(V)
-            return V
+            return BellmanFord.apply(move, switch, source, iterations)
         with torch.no_grad():
-            for _ in range(4 * W * H):  # a shortest path visits each node at most once
-                V, previous = sweep(V), V
+            V = source
+            for _ in range(4 * source[0].numel()):  # a shortest path visits each node at most once
+                V, previous = sweep(V, move, switch, source), V
                 if torch.equal(V, previous):
                     break
         return V
@@ -103,6 +170,15 @@ class GoalEnergy(nn.Module):
         """Energy of observations x (B, N, 6, W, H) (one-hot or relaxed) w.r.t. values V (B, 4, W, H):
         V summed over each observation's agent planes -> (B, N)."""
         return (x[:, :, AGENT_PLANES] * V[:, None]).flatten(2).sum(-1)
+
+    @staticmethod
+    def read_codes(V: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """`read` of one-hot observations given as codes (B, N, W, H) -> (B, N): the same values (V summed
+        over each observation's agent planes; the omitted terms are exact zeros), ~3x faster than
+        building the six one-hot planes first."""
+        agent = torch.arange(FIRST_AGENT_CODE, FIRST_AGENT_CODE + CHANNELS, dtype=codes.dtype, device=codes.device)
+        planes = codes[:, :, None] == agent[:, None, None]  # (B, N, 4, W, H)
+        return torch.where(planes, V[:, None], 0.0).flatten(2).sum(-1)
 
 
 def replay_distances(replay: Replay) -> np.ndarray:
@@ -156,11 +232,10 @@ def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generat
         uniform = table[layout[:, None], rng.integers(counts[layout][:, None], size=(G, N - back))]
         starts = np.concatenate([preceding, uniform], axis=1)
         x_goal = one_hot_codes(torch.as_tensor(replay.codes(layout, goal), device=device))
-        x_start = one_hot_codes(torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts),
-                                                device=device).flatten(0, 1)).unflatten(0, (G, N))
+        start_codes = torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts), device=device)
         V = energy.values(x_goal[:, None], energy.train_iterations, cfg.hf_noise_sigma, generator)
         target = distances[layout[:, None], starts, goal[:, None]].to(device=device, dtype=torch.float32)
-        loss = energy_loss(GoalEnergy.read(V, x_start), target, cfg.energy_push_weight)
+        loss = energy_loss(GoalEnergy.read_codes(V, start_codes), target, cfg.energy_push_weight)
         if not optimizer_step(opt, schedule, loss, losses):
             break
     return torch.stack(losses).cpu().numpy()

@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 
 from exp3_planning_efficiency.env_minigrid import NUM_ACTIONS
-from exp3_planning_efficiency.world_model import one_hot_codes
 
 CHUNK = 512  # states per network call
 UNKNOWN = 0  # the state id of every coarse prediction the ensemble disagrees on
@@ -143,10 +142,9 @@ class LazyGraph:
             return codes[0], (codes == codes[0]).reshape(heads, len(m), -1).all(-1).all(0)
         return self._transition(self.coarse_next, rows, ids, macros, predict, calls=heads)
 
-    def observations(self, rows: np.ndarray, ids: np.ndarray) -> torch.Tensor:
-        """One-hot observations of states ids (...) of episodes rows (...) -> (..., 6, W, H)."""
-        codes = torch.as_tensor(self.codes[rows, ids], device=self.device)
-        return one_hot_codes(codes.reshape(-1, *self.shape)).reshape(*codes.shape[:-2], -1, *self.shape)
+    def state_codes(self, rows: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        """Observation codes of states ids (n,) of episodes rows (n,) -> (n, W, H)."""
+        return torch.as_tensor(self.codes[rows, ids], device=self.device)
 
     @torch.no_grad()
     def to_goal(self, rows, ids) -> torch.Tensor:
@@ -158,8 +156,8 @@ class LazyGraph:
             pairs = torch.unique(torch.stack([rows[missing], ids[missing]], 1), dim=0)
             for chunk in pairs.split(CHUNK):
                 b, i = chunk.cpu().numpy().T
-                self.energy_value[chunk[:, 0], chunk[:, 1]] = self.energy.read(
-                    self.goal_values[chunk[:, 0]], self.observations(b, i)[:, None])[:, 0]
+                self.energy_value[chunk[:, 0], chunk[:, 1]] = self.energy.read_codes(
+                    self.goal_values[chunk[:, 0]], self.state_codes(b, i)[:, None])[:, 0]
                 self.has_energy[chunk[:, 0], chunk[:, 1]] = True
         self._count(rows)
         return self.energy_value[rows, ids]
@@ -179,7 +177,7 @@ class LazyGraph:
             key = torch.arange(n, device=ids.device)[:, None] * self.capacity + ids  # each distinct state once
             unique, index = torch.unique(key, return_inverse=True)
             local, state = unique // self.capacity, unique % self.capacity
-            energy = self.energy.read(V[local], self.observations(rows[local].cpu().numpy(), state.cpu().numpy())[:, None])
+            energy = self.energy.read_codes(V[local], self.state_codes(rows[local].cpu().numpy(), state.cpu().numpy())[:, None])
             return torch.where(ids == UNKNOWN, float("inf"), energy[:, 0][index])
         return score
 

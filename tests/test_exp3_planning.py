@@ -392,7 +392,7 @@ class ExactEnergy:
         to_goal = self.D[:, goal].amin(-1).T  # (B, P)
         return self.model.soft_observation(to_goal)[:, 2:]  # (B, 4, W, H)
 
-    read = staticmethod(GoalEnergy.read)
+    read, read_codes = staticmethod(GoalEnergy.read), staticmethod(GoalEnergy.read_codes)
 
 
 @pytest.fixture(scope="module")
@@ -673,6 +673,51 @@ def test_goal_energy_values_are_the_shortest_paths_of_its_learned_graph():
     expected = dijkstra(reversed_graph, indices=sources, min_only=True)[:C * W * H].reshape(C, W, H)
     np.testing.assert_allclose(V, np.minimum(expected, 1e3), rtol=1e-4)
     assert (V[:, gx, gy] == 0).all()
+
+
+@pytest.mark.parametrize("integer_costs", [False, True])
+def test_bellman_ford_backward_equals_autograd_through_the_sweeps_bit_for_bit(integer_costs):
+    """The hand-written backward of the training sweeps gives the values and gradients of autograd
+    through the plain sweeps (unfold, add, amin, minimum) exactly, ties included (integer costs: many
+    equal minima, and paths that tie with the source)."""
+    from exp3_planning_efficiency.energy import FAR, BellmanFord
+    g = torch.Generator().manual_seed(0)
+    B, C, W, H = 3, 4, 7, 6
+    if integer_costs:
+        move, switch = torch.randint(1, 3, (B, C, 9, W, H), generator=g), torch.randint(0, 2, (B, C, C, W, H), generator=g)
+        move, switch = move.float(), switch.float()
+    else:
+        move, switch = torch.rand(B, C, 9, W, H, generator=g) * 3, torch.rand(B, C, C, W, H, generator=g)
+    source = torch.full((B, C, W, H), FAR)
+    source[:, :, 2, 3] = 0
+    if integer_costs:
+        source[0, 0, 0, 0] = 4.0  # a node whose source value ties with a path to it
+    weights = torch.rand(B, C, W, H, generator=g)
+    grads = []
+    for fn in ("hand-written", "autograd"):
+        m, s = move.clone().requires_grad_(), switch.clone().requires_grad_()
+        if fn == "autograd":
+            V = source
+            for _ in range(5):
+                neighbours = F.unfold(F.pad(V, (1, 1, 1, 1), value=FAR), 3).reshape(B, C, 9, W, H)
+                V = torch.minimum(source, (neighbours + m).amin(2))
+                V = torch.minimum(source, (V[:, None] + s).amin(2))
+        else:
+            V = BellmanFord.apply(m, s, source, 5)
+        (V * weights).sum().backward()
+        grads.append((V.detach(), m.grad, s.grad))
+    for mine, reference in zip(*grads):
+        assert torch.equal(mine, reference)
+    assert grads[0][1].abs().sum() > 0 and grads[0][2].abs().sum() > 0
+
+
+def test_read_codes_equals_read_of_the_one_hot_observations():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 2, (3, 5, 7, 6), generator=g, dtype=torch.uint8)
+    codes[:, :, 2, 3] = torch.randint(2, 6, (3, 5), generator=g, dtype=torch.uint8)  # one agent per observation
+    V = torch.rand(3, 4, 7, 6, generator=g) * 100
+    x = one_hot_codes(codes.flatten(0, 1)).unflatten(0, (3, 5))
+    assert torch.equal(GoalEnergy.read_codes(V, codes), GoalEnergy.read(V, x))
 
 
 def test_energy_loss_fits_transitions_both_ways_and_holds_longer_pairs_below_the_replay():
