@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,13 @@ def test_every_documented_command_runs_from_where_the_reader_is(readme, repo_fil
     assert runs, f"{readme} shows no python command"
     before = repo_files()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    for cwd, words in runs:
-        argv = checked_argv(words)
-        result = subprocess.run([sys.executable, *argv[1:]], cwd=cwd, capture_output=True, text=True, env=env,
-                                timeout=120)
+
+    def check(run):  # independent: a dry run writes nothing, so they run side by side (one per CPU)
+        cwd, words = run
+        return subprocess.run([sys.executable, *checked_argv(words)[1:]], cwd=cwd, capture_output=True, text=True,
+                              env=env, timeout=120)
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        results = list(pool.map(check, runs))
+    for (cwd, words), result in zip(runs, results):
         assert result.returncode == 0, f"{readme}: `{' '.join(words)}` in {cwd}: {result.stderr[-1500:]}"
     assert repo_files() == before, f"{readme}: checking its commands wrote into the repository"
