@@ -177,7 +177,8 @@ class LazyGraph:
             key = torch.arange(n, device=ids.device)[:, None] * self.capacity + ids  # each distinct state once
             unique, index = torch.unique(key, return_inverse=True)
             local, state = unique // self.capacity, unique % self.capacity
-            energy = self.energy.read_codes(V[local], self.state_codes(rows[local].cpu().numpy(), state.cpu().numpy())[:, None])
+            codes = self.state_codes(rows[local].cpu().numpy(), state.cpu().numpy())
+            energy = self.energy.read_codes(V[local], codes[:, None])
             return torch.where(ids == UNKNOWN, float("inf"), energy[:, 0][index])
         return score
 
