@@ -10,11 +10,10 @@ median time of each pair and the ratio, and checks that both give identical resu
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_jacobian import median_time  # this folder is on the path when run as a script
 
 from common.config import Exp3Config
 from exp3_planning_efficiency.energy import AGENT_PLANES, FAR, BellmanFord, GoalEnergy
@@ -22,16 +21,6 @@ from exp3_planning_efficiency.training import build_energy, build_world_model
 from exp3_planning_efficiency.world_model import one_hot_codes
 
 W = H = 19
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def random_codes(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -96,8 +85,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}")
     print(f"{'':55s} {'ours':>9s} {'plain':>9s} {'ratio':>6s}  identical")
     for name, (ours, plain) in pairs.items():
-        same = all(torch.equal(a, b) for a, b in zip(*(_as_list(fn()) for fn in (ours, plain))))
-        t_ours, t_plain = median_seconds(ours, args.repeats), median_seconds(plain, args.repeats)
+        same = all(torch.equal(a, b) for a, b in zip(*(_as_list(fn()) for fn in (ours, plain))))  # also warms up
+        t_ours, t_plain = median_time(ours, args.repeats), median_time(plain, args.repeats)
         print(f"{name:55s} {t_ours * 1e3:7.1f}ms {t_plain * 1e3:7.1f}ms {t_plain / t_ours:5.1f}x  {same}")
 
 
