@@ -691,12 +691,12 @@ def test_bellman_ford_backward_equals_autograd_through_the_sweeps_bit_for_bit(in
     source = torch.full((B, C, W, H), FAR)
     source[:, :, 2, 3] = 0
     if integer_costs:
-        source[0, 0, 0, 0] = 4.0  # a node whose source value ties with a path to it
+        source[0, 0, 0, 0] = 4.0  # a finite source value away from the goal, which integer paths can tie
     weights = torch.rand(B, C, W, H, generator=g)
     grads = []
-    for fn in ("hand-written", "autograd"):
+    for method in ("hand-written", "autograd"):
         m, s = move.clone().requires_grad_(), switch.clone().requires_grad_()
-        if fn == "autograd":
+        if method == "autograd":
             V = source
             for _ in range(5):
                 neighbours = F.unfold(F.pad(V, (1, 1, 1, 1), value=FAR), 3).reshape(B, C, 9, W, H)
