@@ -64,10 +64,30 @@ def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.dev
 
 
 def setup_torch(cfg) -> torch.device:
-    """Apply the config's thread count and determinism; return the resolved device."""
+    """Apply the config's thread count and determinism; return the resolved device.
+
+    On CUDA: cuBLAS gets a fixed workspace (`CUBLAS_WORKSPACE_CONFIG`, read when cuBLAS starts, so set
+    before the first CUDA call; an existing value is kept), TF32 is off for matmuls and convolutions
+    (full float32, as on the CPU), cuDNN autotuning is off, and an op without a deterministic CUDA
+    kernel raises instead of warning. On the CPU every op used here is deterministic; the CPU keeps
+    `warn_only` so that a future op without a deterministic CPU kernel warns rather than stops a run."""
     torch.set_num_threads(cfg.num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously): call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def resolve_device(name: str) -> torch.device:

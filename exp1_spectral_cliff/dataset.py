@@ -76,7 +76,7 @@ class LorenzSystem:
 
     def step(self, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """s (B, 3), u (B, 3) in [-1, 1] -> state after dt_model. Differentiable in s and u."""
-        return integrate(s, u * self.forcing.to(s.dtype), self.dt, self.substeps)
+        return integrate(s, u * self.forcing.to(s), self.dt, self.substeps)
 
 
 @dataclass
@@ -95,7 +95,7 @@ class LorenzData:
         """The true controlled Lorenz step in normalized coordinates. s (B, 3), a (B, 3) -> (B, 3).
 
         Runs in s's dtype (use float64 for long-horizon Jacobians)."""
-        mean, std = self.mean.to(s.dtype), self.std.to(s.dtype)
+        mean, std = self.mean.to(s), self.std.to(s)
         return (self.system.step(s * std + mean, a) - mean) / std
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from common.runs import torch_generator
+from common.runs import synchronize, torch_generator
 from exp1_spectral_cliff.dataset import stacked_true_step
 from exp1_spectral_cliff.models import EnsembleStepModel, rollout
 from exp1_spectral_cliff.planner import plan_actions
@@ -80,6 +80,7 @@ def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int]
     start = time.perf_counter()
     plan, iters = plan_actions(plan_step, s0.to(dtype), goal, torch.zeros(E, B, horizon, 3, device=device, dtype=dtype),
                                cfg.planning_max_iters, cfg.planning_lr, cfg.control_tolerance)
+    synchronize(device)
     seconds_open = time.perf_counter() - start
     error_open = (execute(true_step, s0, plan) - target).norm(dim=-1)
     s, iters_closed, seconds_closed = s0, iters.clone(), seconds_open
@@ -88,6 +89,7 @@ def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int]
             start = time.perf_counter()
             plan, it = plan_actions(plan_step, s.to(dtype), goal, plan, cfg.mpc_iters, cfg.planning_lr,
                                     cfg.control_tolerance)
+            synchronize(device)
             seconds_closed += time.perf_counter() - start
             iters_closed += it
         k = min(cfg.mpc_interval, horizon - t0)

@@ -18,7 +18,7 @@ def model_rmse(model: EnsembleStepModel, datasets: dict, seeds: list[int]) -> tu
     rmse1 = (pred - states[:, :, 1:].reshape(E, -1, 3)).pow(2).mean(dim=(1, 2)).sqrt()
     starts = torch.arange(0, L - 9, 10, device=model.device)
     s0 = states[:, :, starts].reshape(E, -1, 3)
-    windows = actions[:, :, starts[:, None] + torch.arange(10)].reshape(E, -1, 10, 3)
+    windows = actions[:, :, starts[:, None] + torch.arange(10, device=model.device)].reshape(E, -1, 10, 3)
     final = rollout(model, s0, windows)[:, :, -1]
     rmse10 = (final - states[:, :, starts + 10].reshape(E, -1, 3)).pow(2).mean(dim=(1, 2)).sqrt()
     return rmse1.cpu().numpy(), rmse10.cpu().numpy()

@@ -33,7 +33,7 @@ def run_sweep(cfg, device) -> dict:
     p = Landscape.from_config(cfg)
     specs = sweep_specs(cfg)
     model, final_loss, _ = train_or_load(specs, cfg, device, cfg.output_dir() / "checkpoints" / "sweep", "sweep")
-    learned = basin_coverage(model.grad, p, cfg, len(specs))
+    learned = basin_coverage(model.grad, p, cfg, len(specs), device)
     points = grid(p, cfg.grid_resolution)[1]
     with torch.no_grad():
         E = model(points.reshape(1, -1, 2).expand(len(specs), -1, -1).contiguous().to(device)).cpu()

@@ -36,19 +36,19 @@ def descend(grad_fn, x0: torch.Tensor, steps: int, lr: float, L: float, path_idx
     return x, torch.stack(path, 2)
 
 
-def basin_coverage(grad_fn, p: Landscape, cfg, num_landscapes: int) -> dict:
-    """Descent on the landscape(s) then polish on E*, from the start grid (shared by all M landscapes).
-
-    Returns success (M, nb, nb) bool, coverage (M,), and the drawn paths (landscape phase and polish)."""
+def basin_coverage(grad_fn, p: Landscape, cfg, num_landscapes: int, device="cpu") -> dict:
+    """Descent on the landscape(s) then polish on E*, from the start grid (shared by all M landscapes),
+    on `device` (where grad_fn computes). Returns, on the CPU, success (M, nb, nb) bool, coverage (M,),
+    and the drawn paths (landscape phase and polish)."""
     nb = cfg.basin_grid_resolution
-    starts = grid(p, nb)[1].reshape(1, -1, 2).expand(num_landscapes, -1, -1).contiguous()
-    path_idx = torch.linspace(0, nb * nb - 1, NUM_PATHS + 2)[1:-1].round().long()  # spread over the grid
+    starts = grid(p, nb)[1].reshape(1, -1, 2).expand(num_landscapes, -1, -1).contiguous().to(device)
+    path_idx = torch.linspace(0, nb * nb - 1, NUM_PATHS + 2)[1:-1].round().long().to(device)  # spread over the grid
     with torch.no_grad():
         x, path = descend(grad_fn, starts, cfg.gd_steps_basin, cfg.gd_lr_basin, p.L, path_idx)
         x, polish = descend(lambda z: energy_grad(z, p), x, cfg.polish_steps, cfg.gd_lr_basin, p.L, path_idx)
     success = in_global_basin(x, p) & torch.isfinite(x).all(-1)
-    return {"success": success.reshape(-1, nb, nb), "coverage": success.float().mean(1),
-            "path": path, "polish_path": polish}
+    return {"success": success.reshape(-1, nb, nb).cpu(), "coverage": success.float().mean(1).cpu(),
+            "path": path.cpu(), "polish_path": polish.cpu()}
 
 
 def local_minima(E: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def analyze(model, names: list[str], seeds: list[int], p: Landscape, cfg, device
     E_true, E_moll = energy(points, p), energy(points, p, cfg.hf_noise_sigma)
     analytic = basin_coverage(lambda z: torch.stack([energy_grad(z[0], p), energy_grad(z[1], p, cfg.hf_noise_sigma)]),
                               p, cfg, 2)
-    learned = basin_coverage(model.grad, p, cfg, S * V)
+    learned = basin_coverage(model.grad, p, cfg, S * V, device)
     rmse = lambda E, ref: ((E - ref) ** 2).flatten(-2).mean(-1).sqrt()
     return {
         "seeds": np.array(seeds), "names": np.array(names), "sigma": np.array(cfg.hf_noise_sigma),

@@ -23,3 +23,14 @@ def test_quick_run_on_the_gpu_records_cuda(module, tmp_path):
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert metrics["environment"]["device"].startswith("cuda")
     assert all(c["measured"] is None or c["measured"] == c["measured"] for c in metrics["criteria"])
+
+
+def test_the_same_seed_twice_gives_the_same_numbers_on_the_gpu(tmp_path):
+    import numpy as np
+
+    main = importlib.import_module("exp2_funnel_heatmap.run_experiment").main
+    for run in ("a", "b"):
+        assert main(["--quick", "--quiet", "--device", "cuda", "--out-dir", str(tmp_path / run)]) == 0
+    a, b = (np.load(tmp_path / run / "results" / "exp2_arrays.npz") for run in ("a", "b"))
+    same = [np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a.files if "second" not in k]
+    assert all(same)
