@@ -439,6 +439,9 @@ class Exp3Config(RunConfig):
     energy_hidden: int = param(16, "channels of the goal energy's edge-cost CNN", "model", ge=1, le=1024)
     energy_iterations: int = param(64, "Bellman-Ford sweeps of the goal energy in training (planning and "
                                    "evaluation sweep until the values stop changing)", "model", ge=1, le=10_000)
+    energy_reach: int = param(0, "Bellman-Ford sweeps of the goal energy when planning, i.e. how many steps from "
+                              "the goal it sees (beyond: one flat value); 0 = until the values stop changing "
+                              "(the whole maze)", "eval", ge=0, le=10_000)
     energy_train_steps: int = param(600, "goal-energy training steps", "model", ge=1, le=100_000)
     energy_batch_size: int = param(16, "goal observations per goal-energy training step", "model", ge=1, le=4096)
     energy_starts_per_goal: int = param(32, "start observations per goal in goal-energy training", "model",
@@ -482,8 +485,9 @@ class Exp3Config(RunConfig):
     layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
                                     "trains a unit)", "eval", ge=1, le=1000)
     tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, cheaper networks for "
-                              "the runtime budget, shorter energy training, or cheaper world-model training)", "run",
-                              choices=("planning", "runtime", "energy", "world_model"))
+                              "the runtime budget, shorter energy training, cheaper world-model training, or the "
+                              "energy's reach against the coarse horizon)", "run",
+                              choices=("planning", "runtime", "energy", "world_model", "reach"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,

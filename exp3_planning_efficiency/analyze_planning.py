@@ -10,6 +10,7 @@ from matplotlib.ticker import NullFormatter
 
 from common import viz_utils as viz
 from common.runs import criterion, read_json
+from exp3_planning_efficiency.paired import paired_difference
 
 PLANNER_LABELS = {"helm": "HELM (coarse-to-fine, spectral, HF)", "helm_no_coarse": "HELM without coarse level",
                   "helm_no_spectral": "HELM without spectral", "helm_no_hf": "HELM without HF",
@@ -28,6 +29,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return float(centre - half), float(centre + half)
 
 
+def _mean_of(runs: list[dict], key: str) -> float | None:
+    """Mean of a per-episode count over seeds (None for runs saved before it was counted)."""
+    return float(np.mean(np.concatenate([r[key] for r in runs]))) if all(key in r for r in runs) else None
+
+
 def pool(runs: list[dict]) -> dict:
     """Pool one planner's episodes at one horizon over seeds: success with CI, cost, path length."""
     success = np.concatenate([r["success"] for r in runs]).astype(bool)
@@ -37,6 +43,7 @@ def pool(runs: list[dict]) -> dict:
     return {"success": float(success.mean()), "ci95": [low, high], "episodes": int(len(success)),
             "success_per_seed": [float(np.mean(r["success"])) for r in runs],
             "model_evals_per_episode": float(np.mean(np.concatenate([r["model_evals"] for r in runs]))),
+            "macs_per_episode": _mean_of(runs, "macs"), "sweep_ops_per_episode": _mean_of(runs, "sweep_ops"),
             "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
             "path_length_over_optimal": float(np.mean(steps[success] / optimal[success])) if success.any() else None}
 
@@ -62,12 +69,38 @@ def summarize(units: dict, cfg) -> dict:
             for T, per_scale in per_T.items():
                 rows = [{"scale": 1.0, **success[planner][T]}] + [{"scale": float(s), **pool(r)} for s, r in per_scale.items()]
                 pareto.setdefault(planner, {})[T] = sorted(rows, key=lambda r: r["model_evals_per_episode"])
-        out[track] = {"horizons": entry["horizons"], "success": success, "pareto": pareto}
+        out[track] = {"horizons": entry["horizons"], "success": success, "pareto": pareto,
+                      "paired": paired_against_helm(episode_outcomes(entry["runs"]))}
     return {"tracks": out,
             "models": {f"{source}/seed{seed}": {"quality": u["quality"], "diverged": bool(u["diverged"]),
                                                 "diverged_networks": u["diverged"],
                                                 "training_seconds": u["training_seconds"]}
                        for (seed, source), u in sorted(units.items())}}
+
+
+def episode_outcomes(runs: dict) -> dict:
+    """planner -> T -> success per seed and task (seeds, tasks) bool (seeds in the units' order)."""
+    return {p: {T: np.stack([np.asarray(r["success"], dtype=bool) for r in per_seed]) for T, per_seed in per_T.items()}
+            for p, per_T in runs.items()}
+
+
+def paired_against_helm(outcomes: dict) -> dict:
+    """T -> flat planner -> HELM's success minus that planner's on the same tasks (`paired_difference`)."""
+    if "helm" not in outcomes:
+        return {}
+    return {T: {p: paired_difference(helm, outcomes[p][T]) for p in FLAT_PLANNERS if T in outcomes.get(p, {})}
+            for T, helm in outcomes["helm"].items()}
+
+
+def outcome_arrays(metrics_units: dict) -> dict:
+    """The per-episode outcomes as npz arrays "success_<track>_<planner>_T<T>" (seeds, tasks) uint8."""
+    tracks: dict = {}
+    for (seed, source), unit in sorted(metrics_units.items()):
+        for track, result in unit["tracks"].items():
+            for planner, per_T in result["success"].items():
+                for T, run in per_T.items():
+                    tracks.setdefault(f"success_{track}_{planner}_T{T}", []).append(np.asarray(run["success"], np.uint8))
+    return {key: np.stack(rows) for key, rows in tracks.items()}
 
 
 def _get(metrics, track, planner, T, key="success"):
@@ -130,6 +163,10 @@ def format_tables(metrics: dict) -> str:
         for planner, rows in entry["success"].items():
             cells = [f"{rows[str(T)]['success']:.2f}|{rows[str(T)]['model_evals_per_episode']:<7.0f}" for T in Ts]
             lines.append(f"{planner:<18}" + "".join(c.ljust(14) for c in cells))
+        for T, rows in entry.get("paired", {}).items():
+            lines += [f"  T={T}: HELM minus {p} on the same {r['tasks']} tasks: {r['difference']:+.2f} "
+                      f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}] (McNemar p = {r['mcnemar_p']:.2g})"
+                      for p, r in rows.items()]
     return "\n".join(lines)
 
 
@@ -139,10 +176,12 @@ def format_tables(metrics: dict) -> str:
 
 def plot_all(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:
     """Rebuild every Experiment 3 figure from a metrics.json and the loss curves
-    (`arrays`: "<variant>_loss_<source>_seed<s>" -> (steps,))."""
+    (`arrays`: "<variant>_loss_<source>_seed<s>" -> (steps,); the episode outcomes are not drawn)."""
     metrics = read_json(metrics_path)
     curves: dict = {}
     for key, curve in arrays.items():
+        if "_loss_" not in key:
+            continue
         variant, rest = key.split("_loss_")
         curves.setdefault(variant, {})[rest] = curve
     titles = {"spectral": "world model, HELM (prediction + spectral hinge)", "no_spectral": "world model without spectral",

@@ -122,6 +122,18 @@ class BellmanFord(torch.autograd.Function):
         return move_grad, switch_grad, None, None
 
 
+@torch.no_grad()
+def propagate(move: torch.Tensor, switch: torch.Tensor, source: torch.Tensor, iterations: int | None = None):
+    """`iterations` Bellman-Ford sweeps from V = source, or until V stops changing (None) -> (V, sweeps run)."""
+    V, sweeps = source, 0
+    for _ in range(iterations or 4 * source[0].numel()):  # a shortest path visits each node at most once
+        V, previous = sweep(V, move, switch, source), V
+        sweeps += 1
+        if torch.equal(V, previous):  # converged: more sweeps change nothing
+            break
+    return V, sweeps
+
+
 class GoalEnergy(nn.Module):
     def __init__(self, hidden: int, train_iterations: int):
         super().__init__()
@@ -147,23 +159,22 @@ class GoalEnergy(nn.Module):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Goal observations (B, n, 6, W, H) of one layout each (a goal cell: n = 4 directions) ->
         values V (B, 4, W, H): the learned distance of every node to the nearest goal observation.
-        `iterations` Bellman-Ford sweeps (differentiable; training), or None: until V stops changing
-        (the exact shortest paths of the learned graph; planning and evaluation)."""
+        `iterations` Bellman-Ford sweeps (differentiable when grad is enabled; training), or None: until V
+        stops changing (the exact shortest paths of the learned graph; planning and evaluation)."""
         move, switch = self.edge_costs(x_goal[:, 0], noise, generator)
         source = FAR * (1 - x_goal[:, :, AGENT_PLANES].amax(1))  # 0 on the goal's own nodes
-        if iterations is not None:
+        if iterations is not None and torch.is_grad_enabled():
             return BellmanFord.apply(move, switch, source, iterations)
-        with torch.no_grad():
-            V = source
-            for _ in range(4 * source[0].numel()):  # a shortest path visits each node at most once
-                V, previous = sweep(V, move, switch, source), V
-                if torch.equal(V, previous):
-                    break
-        return V
+        return propagate(move, switch, source, iterations)[0]
 
-    def values_of_codes(self, goal_codes: torch.Tensor) -> torch.Tensor:
-        """Goal observation codes (B, n, W, H) -> converged values (B, 4, W, H)."""
-        return self.values(one_hot_codes(goal_codes.flatten(0, 1)).unflatten(0, goal_codes.shape[:2]))
+    def values_of_codes(self, goal_codes: torch.Tensor, iterations: int | None = None) -> tuple[torch.Tensor, int]:
+        """Goal observation codes (B, n, W, H) -> values (B, 4, W, H): converged, or after `iterations`
+        sweeps (the energy then sees that many steps from the goal; every node further is FAR); and the
+        number of sweeps run (compute accounting)."""
+        with torch.no_grad():
+            x_goal = one_hot_codes(goal_codes.flatten(0, 1)).unflatten(0, goal_codes.shape[:2])
+            move, switch = self.edge_costs(x_goal[:, 0])
+            return propagate(move, switch, FAR * (1 - x_goal[:, :, AGENT_PLANES].amax(1)), iterations)
 
     @staticmethod
     def read(V: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
+from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations, tasks_across_layouts
 from exp3_planning_efficiency.planners import GRAPH_PLANNERS, GraphView, LazyGraph, flat_gd
 
@@ -40,17 +41,22 @@ def bfs_actions(maze: FastMaze, cell_dist: np.ndarray, pose: int, goal_cell: int
 
 def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists: list[np.ndarray],
                  layouts: np.ndarray, starts: np.ndarray, goal_cells: np.ndarray, horizon: int, cfg,
-                 generator: torch.Generator, device) -> dict:
-    """One batch of episodes (one per task) with `planner`; returns per-episode arrays."""
+                 generator: torch.Generator, device, per_call: dict | None = None) -> dict:
+    """One batch of episodes (one per task) with `planner`; returns per-episode arrays, with the MACs
+    and Bellman-Ford operations of what ran when given the cost of each call (`compute.call_macs`)."""
     B = len(starts)
     maze_of = [mazes[l] for l in layouts]
     pose = np.array([m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)])
     goal_index = np.array([int(np.flatnonzero((m.cells == g).all(1))[0]) for m, g in zip(maze_of, goal_cells)])
     goal_codes = np.stack([goal_observations(m, g[None])[0] for m, g in zip(maze_of, goal_cells)])
-    graph = LazyGraph(model, energy, goal_codes, device) if planner in GRAPH_PLANNERS else None
+    reach = cfg.energy_reach or None
+    graph = LazyGraph(model, energy, goal_codes, device, reach) if planner in GRAPH_PLANNERS else None
+    cost = per_call or dict.fromkeys(("encode", "fine", "coarse", "values", "read", "sweep_ops", "gd_step"), 0)
+    macs, sweep_ops = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
     if planner == "flat":
-        with torch.no_grad():
-            goal = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))
+        goal, sweeps = energy.values_of_codes(torch.as_tensor(goal_codes, device=device), reach)
+        macs += cost["values"]
+        sweep_ops += sweeps * cost["sweep_ops"]
     done, steps = np.zeros(B, dtype=bool), np.full(B, horizon)
     evals = np.zeros(B, dtype=np.int64)
     plan_seconds, t = 0.0, 0
@@ -67,6 +73,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
                 z = model.encode_codes(torch.as_tensor(codes, device=device))
             actions, n_evals = flat_gd(model, energy, z, goal[torch.as_tensor(active, device=device)], H, cfg, generator)
             evals[active] += n_evals
+            macs[active] += cost["encode"] + cfg.gd_steps * H * cost["gd_step"]
             actions = actions.cpu().numpy()
         else:
             ids = torch.as_tensor(graph.ids_of(active, codes), device=device)
@@ -83,9 +90,12 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
         t += executed
     if graph is not None:
         evals = graph.evals
+        macs = sum(graph.computed[kind] * cost[kind] for kind in graph.computed)
+        sweep_ops = graph.sweeps * cost["sweep_ops"]
+    counted = {} if per_call is None else {"macs": macs, "sweep_ops": sweep_ops}
     optimal = np.array([cell_dists[l][pose_index, g] for l, pose_index, g in
                         zip(layouts, [m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)], goal_index)])
-    return {"success": done, "steps": steps, "bfs_distance": optimal, "model_evals": evals,
+    return {"success": done, "steps": steps, "bfs_distance": optimal, "model_evals": evals, **counted,
             "plan_seconds_per_episode": plan_seconds / B}
 
 
@@ -98,7 +108,7 @@ BUDGET_FIELDS = {"helm": ("helm_num_samples", "helm_fine_samples"), "helm_no_coa
 PARETO_HORIZONS = (50, 80)
 PARETO_TRACKS = ("unseen-layouts", "fourrooms", "limited-data-100")  # one Pareto plot per track (compute)
 # what an evaluation unit's episodes depend on, besides its networks, seed, track, layouts and budget scale
-EPISODE_FIELDS = ("planning_horizons", "num_eval_episodes", "replan_every", "depth_cost")
+EPISODE_FIELDS = ("planning_horizons", "num_eval_episodes", "replan_every", "depth_cost", "energy_reach")
 PLANNER_FIELDS = {
     "helm": ("coarse_horizon", "helm_num_samples", "helm_num_iters", "helm_subgoal_macros", "helm_fine_samples",
              "cem_elite_frac"),
@@ -152,11 +162,12 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, model
         if done is None:
             model_name, energy_name = NETWORKS.get(planner, ("spectral", "hf"))
             run_cfg = scaled(cfg, planner, scale) if scale != 1.0 else cfg
+            per_call = call_macs(nets[model_name], nets[energy_name], (mazes[0].width, mazes[0].height), device)
             results = {}
             for T in Ts:
                 generator = torch_generator(seed, "exp3-planner", track_key, T, device=device)
                 episodes = run_episodes(planner, nets[model_name], nets[energy_name], mazes, cell_dists, *tasks[T][:3],
-                                        T, run_cfg, generator, device)
+                                        T, run_cfg, generator, device, per_call)
                 results[str(T)] = {k: np.asarray(v).tolist() for k, v in episodes.items()}
             done = {"unit_config": unit, "results": results}
             save_checkpoint(path, done)

@@ -47,11 +47,14 @@ class LazyGraph:
     """The learned model explored lazily, per episode (see the module docstring).
 
     start codes are given per call (`observe`); goal_codes (B, 4, W, H): the observations of the
-    agent on each episode's goal cell facing each direction. `evals` (B,) counts network calls.
+    agent on each episode's goal cell facing each direction; `reach`: the energy's Bellman-Ford sweeps
+    (None: until convergence). `evals` (B,) counts network requests (cache hits included);
+    `computed` counts per episode the calls that ran, by kind ("fine", "coarse", "values", "read"), and
+    `sweeps` the energy's Bellman-Ford sweeps (see `compute.py`).
     """
 
-    def __init__(self, model, energy, goal_codes: np.ndarray, device):
-        self.model, self.energy, self.device = model, energy, device
+    def __init__(self, model, energy, goal_codes: np.ndarray, device, reach: int | None = None):
+        self.model, self.energy, self.device, self.reach = model, energy, device, reach
         self.B, self.shape = len(goal_codes), goal_codes.shape[2:]
         self.num_macros = NUM_ACTIONS ** model.coarse_stride
         self.macros = F.one_hot(torch.tensor(list(itertools.product(range(NUM_ACTIONS), repeat=model.coarse_stride)),
@@ -61,8 +64,10 @@ class LazyGraph:
         self.codes = np.zeros((self.B, self.capacity, *self.shape), dtype=np.uint8)
         self.fine_next = torch.full((self.B, self.capacity, NUM_ACTIONS), -1, dtype=torch.long, device=device)
         self.coarse_next = torch.full((self.B, self.capacity, self.num_macros), -1, dtype=torch.long, device=device)
-        with torch.no_grad():
-            self.goal_values = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))  # (B, 4, W, H)
+        self.computed = {kind: np.zeros(self.B, dtype=np.int64) for kind in ("fine", "coarse", "values", "read")}
+        self.goal_values, sweeps = energy.values_of_codes(torch.as_tensor(goal_codes, device=device), reach)  # (B, 4, W, H)
+        self.computed["values"] += 1
+        self.sweeps = np.full(self.B, sweeps, dtype=np.int64)
         self.energy_value = torch.zeros((self.B, self.capacity), device=device)
         self.has_energy = torch.zeros((self.B, self.capacity), dtype=torch.bool, device=device)
         # state UNKNOWN: where the coarse ensemble disagrees; absorbing, with infinite energy
@@ -93,16 +98,17 @@ class LazyGraph:
 
     @torch.no_grad()
     def _transition(self, table: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, actions: torch.Tensor,
-                    predict, calls: int = 1) -> torch.Tensor:
+                    predict, kind: str, calls: int = 1) -> torch.Tensor:
         """table[rows, ids, actions], computing the missing entries with `predict(z, action_index)`, which
         returns predicted codes (n, W, H) and which of them to trust (n,) (the others lead to UNKNOWN).
-        Each request counts `calls` model evaluations."""
+        Each request counts `calls` model evaluations; each computed entry one call of `kind`."""
         nxt = table[rows, ids, actions]
         missing = nxt < 0
         if missing.any():
             triples = torch.unique(torch.stack([rows[missing], ids[missing], actions[missing]], 1), dim=0)
             for chunk in triples.split(CHUNK):
                 b, i, a = chunk.cpu().numpy().T
+                np.add.at(self.computed[kind], b, 1)
                 z = self.model.encode_codes(torch.as_tensor(self.codes[b, i], device=self.device))
                 predicted, trusted = predict(z, chunk[:, 2])
                 new = np.full(len(b), UNKNOWN)
@@ -127,7 +133,7 @@ class LazyGraph:
         def predict(z, a):
             codes = self.model.decode_codes(self.model.step(z, F.one_hot(a, NUM_ACTIONS).float())).cpu().numpy()
             return codes, np.ones(len(codes), dtype=bool)
-        return self._transition(self.fine_next, rows, ids, actions, predict)
+        return self._transition(self.fine_next, rows, ids, actions, predict, "fine")
 
     def coarse(self, rows, ids, macros):
         """Next state ids after macro-actions (indices into all 3^k sequences), shapes as `fine`. Every
@@ -140,7 +146,7 @@ class LazyGraph:
             codes = np.stack([self.model.decode_codes(self.model.coarse_step(z, self.macros[m], h)).cpu().numpy()
                               for h in range(heads)])
             return codes[0], (codes == codes[0]).reshape(heads, len(m), -1).all(-1).all(0)
-        return self._transition(self.coarse_next, rows, ids, macros, predict, calls=heads)
+        return self._transition(self.coarse_next, rows, ids, macros, predict, "coarse", calls=heads)
 
     def state_codes(self, rows: np.ndarray, ids: np.ndarray) -> torch.Tensor:
         """Observation codes of states ids (n,) of episodes rows (n,) -> (n, W, H)."""
@@ -156,6 +162,7 @@ class LazyGraph:
             pairs = torch.unique(torch.stack([rows[missing], ids[missing]], 1), dim=0)
             for chunk in pairs.split(CHUNK):
                 b, i = chunk.cpu().numpy().T
+                np.add.at(self.computed["read"], b, 1)
                 self.energy_value[chunk[:, 0], chunk[:, 1]] = self.energy.read_codes(
                     self.goal_values[chunk[:, 0]], self.state_codes(b, i)[:, None])[:, 0]
                 self.has_energy[chunk[:, 0], chunk[:, 1]] = True
@@ -167,8 +174,11 @@ class LazyGraph:
         """The energy towards one state per episode, target (n,) ids (its values: one evaluation each;
         towards the goal where the target is UNKNOWN) -> a function of state ids (n, N) -> (n, N)."""
         self._count(rows)
-        V = self.energy.values_of_codes(torch.as_tensor(self.codes[rows.cpu().numpy(), target.cpu().numpy()],
-                                                        device=self.device)[:, None])
+        episodes = rows.cpu().numpy()
+        V, sweeps = self.energy.values_of_codes(torch.as_tensor(self.codes[episodes, target.cpu().numpy()],
+                                                                device=self.device)[:, None], self.reach)
+        np.add.at(self.computed["values"], episodes, 1)
+        np.add.at(self.sweeps, episodes, sweeps)
         V = torch.where((target == UNKNOWN)[:, None, None, None], self.goal_values[rows], V)
 
         def score(ids):  # the UNKNOWN state (its codes are blank) is infinitely far, as towards the goal
@@ -177,6 +187,7 @@ class LazyGraph:
             key = torch.arange(n, device=ids.device)[:, None] * self.capacity + ids  # each distinct state once
             unique, index = torch.unique(key, return_inverse=True)
             local, state = unique // self.capacity, unique % self.capacity
+            np.add.at(self.computed["read"], episodes[local.cpu().numpy()], 1)
             codes = self.state_codes(rows[local].cpu().numpy(), state.cpu().numpy())
             energy = self.energy.read_codes(V[local], codes[:, None])
             return torch.where(ids == UNKNOWN, float("inf"), energy[:, 0][index])

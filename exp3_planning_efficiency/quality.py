@@ -55,7 +55,7 @@ def energy_quality(energy: GoalEnergy, mazes: list[FastMaze], cell_dists: list[n
     cells = np.array([rng.integers(len(mazes[l].cells)) for l in layout])
     starts = np.stack([rng.integers(mazes[l].num_poses, size=starts_per_goal) for l in layout])
     goal_codes = np.stack([goal_observations(mazes[l], mazes[l].cells[c][None])[0] for l, c in zip(layout, cells)])
-    V = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))  # (num_goals, 4, W, H)
+    V = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))[0]  # (num_goals, 4, W, H)
     read = lambda g, codes: GoalEnergy.read(V[g:g + 1], one_hot_codes(torch.as_tensor(codes, device=device))[None])[0]
     predicted = np.concatenate([read(g, mazes[l].codes(mazes[l].poses[s])).cpu().numpy()
                                 for g, (l, s) in enumerate(zip(layout, starts))])

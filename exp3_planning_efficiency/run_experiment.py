@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                                  device)
     arrays = {f"{name}_loss_{source}_seed{seed}": np.asarray(curve, dtype=np.float32)
               for (seed, source), r in units.items() for name, curve in r["loss_curves"].items()}
+    arrays |= analyze_planning.outcome_arrays(units)
     write_npz(staged.results / "exp3_arrays.npz", arrays)
     analyze_planning.plot_all(metrics_path, arrays, staged.plots)
     print(analyze_planning.format_tables(metrics))

@@ -1,7 +1,7 @@
 """Tuning sweep of Experiment 3: the tuning seed, trained on the training layouts, evaluated on the
 tuning layouts (disjoint from the test layouts, which nothing here sees).
 
-    python tune.py [--tuning-sweep planning|runtime|energy|world_model] [--quick] [any Exp3Config flag]
+    python tune.py [--tuning-sweep planning|runtime|energy|world_model|reach] [--quick] [any Exp3Config flag]
         -> results/tuning_<sweep>.json
 
 Each variant changes the given config (the defaults unless flags say otherwise) and evaluates HELM,
@@ -21,6 +21,10 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
 - `world_model`: cheaper world-model training (fewer fine windows per batch, shorter fine rollouts,
   fewer steps; the coarse transition's batch is left alone: it needs its 64 windows). Rule fixed
   before the sweep: as for `runtime`.
+- `reach`: a diagnostic, not a choice of default: how far the energy sees when planning
+  (`energy_reach`, Bellman-Ford sweeps: 8, 16, or the whole maze) against how far the coarse level plans
+  (`coarse_horizon` 5 or 20 macro-steps). Where the energy sees the whole maze a short lookahead
+  suffices; a hierarchy can only pay where it does not.
 The `energy` and `world_model` choices were reverted after the full default run with them (the
 energies and world models of two of the three reported seeds were much worse than the tuning
 seed's; README, tuning sweeps 3-4): a change to how the networks are trained needs more than one
@@ -54,6 +58,8 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
     "energy": {"default": {}, **{f"energy_train_steps_{n}": {"energy_train_steps": n} for n in (400, 300, 200)}},
     "world_model": {"default": {}, "model_batch_size_16": {"model_batch_size": 16},
                     "model_rollout_steps_2": {"model_rollout_steps": 2}, "model_train_steps_800": {"model_train_steps": 800}},
+    "reach": {f"{reach}_coarse_horizon_{horizon}": {"energy_reach": k, "coarse_horizon": horizon}
+              for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
 }
 
 

@@ -310,7 +310,7 @@ def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze
         expected = model.decode_codes(model.coarse_step(z, graph.macros[macros[:, 0]])).numpy()
         assert (graph.codes[np.arange(3), coarse[:, 0].numpy()] == expected).all()
         e = view.to_goal(nxt)
-        V = energy.values_of_codes(torch.as_tensor(goals))
+        V = energy.values_of_codes(torch.as_tensor(goals))[0]
         x = one_hot_codes(torch.as_tensor(graph.codes[np.arange(3)[:, None], nxt.numpy()]).flatten(0, 1))
         torch.testing.assert_close(e, GoalEnergy.read(V, x.unflatten(0, (3, 5))), rtol=1e-5, atol=1e-5)
     assert (graph.evals == 4 + 5 + 2 + 5).all()  # goal observations, fine, coarse and energy requests
@@ -320,6 +320,30 @@ def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze
     view.fine(ids[:, None].expand(3, 5).contiguous(), actions)  # answered from the cache: no network call,
     view.to_goal(nxt)  # but the requests still count as model evaluations
     assert calls == [] and (graph.evals == 16 + 5 + 5).all()
+    # what ran, per episode: the goal's values, one fine transition per distinct action from the start,
+    # and macro-action, one read per distinct predicted state (repeats were computed once)
+    distinct = lambda t: [len(set(row.tolist())) for row in t]
+    assert {k: v.tolist() for k, v in graph.computed.items()} == {
+        "fine": distinct(actions), "coarse": distinct(macros), "values": [1] * 3, "read": distinct(nxt)}
+
+
+def _conv_macs(module: torch.nn.Module, W: int, H: int) -> int:
+    """Hand count: each convolution (same padding) makes cin x cout x k^2 multiply-adds per cell."""
+    return sum(m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * W * H
+               for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_call_macs_equal_a_hand_count_of_the_convolutions():
+    from exp3_planning_efficiency.compute import call_macs
+    model, energy = WorldModel(4, 8, 6, 2, coarse_heads=2), GoalEnergy(8, 4)
+    W, H = 7, 5
+    macs = call_macs(model, energy, (W, H), "cpu")
+    encode, decode = _conv_macs(model.encoder, W, H), _conv_macs(model.decoder, W, H)
+    assert macs["fine"] == encode + _conv_macs(model.fine, W, H) + decode
+    assert macs["coarse"] == encode + sum(_conv_macs(head, W, H) + decode for head in model.coarse)
+    assert macs["values"] == sum(_conv_macs(m, W, H) for m in (energy.features, energy.move_cost, energy.switch_cost))
+    assert macs["read"] == 4 * W * H and macs["sweep_ops"] == 4 * (9 + 4) * W * H
+    assert macs["gd_step"] > 2 * (_conv_macs(model.fine, W, H) + decode)  # a forward and a backward
 
 
 def test_spectral_norm_estimate_is_the_largest_singular_value_of_the_fine_jacobian():
@@ -386,11 +410,12 @@ class ExactEnergy:
     def __init__(self, model, pose_dist):
         self.model, self.D = model, torch.as_tensor(pose_dist, dtype=torch.float32)
 
-    def values_of_codes(self, goal_codes):
+    def values_of_codes(self, goal_codes, iterations=None):
+        assert iterations is None, "the exact energy sees the whole maze"
         B, n = goal_codes.shape[:2]
         goal = self.model.encode_codes(goal_codes.flatten(0, 1)).argmax(-1).reshape(B, n)  # goal pose ids
         to_goal = self.D[:, goal].amin(-1).T  # (B, P)
-        return self.model.soft_observation(to_goal)[:, 2:]  # (B, 4, W, H)
+        return self.model.soft_observation(to_goal)[:, 2:], 0  # values (B, 4, W, H), no sweeps
 
     read, read_codes = staticmethod(GoalEnergy.read), staticmethod(GoalEnergy.read_codes)
 
@@ -675,6 +700,28 @@ def test_goal_energy_values_are_the_shortest_paths_of_its_learned_graph():
     assert (V[:, gx, gy] == 0).all()
 
 
+def test_energy_reach_sees_that_many_steps_from_the_goal_and_no_further():
+    """With `energy_reach` K sweeps a node more than K cells from the goal (a step moves one cell, in
+    any of 8 directions) keeps the flat value FAR, nearer ones are upper bounds of the converged values,
+    and enough sweeps give the converged values exactly."""
+    from exp3_planning_efficiency.energy import FAR
+    maze = FastMaze(MAZE2)
+    torch.manual_seed(0)
+    energy = GoalEnergy(8, 4)
+    goal = torch.as_tensor(goal_observations(maze, maze.cells[[2]]))  # (1, 4, W, H)
+    converged, sweeps = energy.values_of_codes(goal)
+    converged = converged[0]
+    gx, gy = maze.cells[2]
+    i, j = np.meshgrid(np.arange(maze.width), np.arange(maze.height), indexing="ij")
+    cells_away = torch.as_tensor(np.maximum(abs(i - gx), abs(j - gy)))
+    for K in (2, 5):
+        V, sweeps_run = energy.values_of_codes(goal, K)
+        assert sweeps_run == K and (V[0][:, cells_away > K] == FAR).all() and (V[0][:, cells_away <= K] < FAR).any()
+        assert (V[0] >= converged).all()
+    assert torch.equal(energy.values_of_codes(goal, 10_000)[0][0], converged)
+    assert energy.values_of_codes(goal, 10_000)[1] == sweeps < 10_000  # stops at the fixed point
+
+
 @pytest.mark.parametrize("integer_costs", [False, True])
 def test_bellman_ford_backward_equals_autograd_through_the_sweeps_bit_for_bit(integer_costs):
     """The hand-written backward of the training sweeps gives the values and gradients of autograd
@@ -749,7 +796,7 @@ def test_goal_energy_learns_the_distances_of_an_unseen_layout_from_replay():
     with torch.no_grad():
         for maze in test:
             C = maze.cell_distances()
-            V = energy.values_of_codes(torch.as_tensor(goal_observations(maze, maze.cells)))
+            V = energy.values_of_codes(torch.as_tensor(goal_observations(maze, maze.cells)))[0]
             x = one_hot_codes(torch.as_tensor(maze.codes(maze.poses)))
             pred.append(GoalEnergy.read(V, x[None].expand(len(V), -1, -1, -1, -1)).numpy().T)
             true.append(C)
