@@ -436,7 +436,11 @@ class Exp3Config(RunConfig):
     model_rollout_steps: int = param(4, "latent rollout length of the prediction loss", "model", ge=1, le=64)
     lambda_spectral: float = param(0.1, "HELM: weight of the spectral hinge on the fine transition", "model", ge=0)
     # goal energy
-    energy_hidden: int = param(16, "channels of the goal energy's edge-cost CNN", "model", ge=1, le=1024)
+    energy_family: str = param("propagated", "goal energy: propagated (Bellman-Ford over the map the goal "
+                               "observation shows: sees the whole maze) or local (a distance between node "
+                               "embeddings that see 5 x 5 cells)", "model", choices=("propagated", "local"))
+    energy_hidden: int = param(16, "channels of the goal energy's CNN (and the local energy's embedding size)",
+                               "model", ge=1, le=1024)
     energy_iterations: int = param(64, "Bellman-Ford sweeps of the goal energy in training (planning and "
                                    "evaluation sweep until the values stop changing)", "model", ge=1, le=10_000)
     energy_reach: int = param(0, "Bellman-Ford sweeps of the goal energy when planning, i.e. how many steps from "

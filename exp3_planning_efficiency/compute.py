@@ -43,7 +43,7 @@ def call_macs(model, energy, shape: tuple[int, int], device) -> dict:
         encode, decode = _macs(lambda: model.encode(x)), _macs(lambda: model.decode_logits(z))
         coarse = sum(_macs(lambda h=h: model.coarse_step(z, macro, h)) + decode for h in range(len(model.coarse)))
         return {"encode": encode, "fine": encode + _macs(lambda: model.step(z, a)) + decode, "coarse": encode + coarse,
-                "values": _macs(lambda: energy.edge_costs(x)), "read": CHANNELS * W * H,
+                "values": _macs(lambda: energy.values(x[:, None], 1)), "read": CHANNELS * W * H,
                 "sweep_ops": SWEEP_EDGES * W * H, "gd_step": gd_step_macs(model, shape, device)}
 
 

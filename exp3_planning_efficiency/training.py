@@ -19,6 +19,7 @@ import torch
 from common.config import identity
 from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
 from exp3_planning_efficiency.energy import GoalEnergy, train_energy
+from exp3_planning_efficiency.local_energy import LocalEnergy
 from exp3_planning_efficiency.quality import energy_quality, k_step_accuracy
 from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.world_model import WorldModel, train_world_model
@@ -34,8 +35,12 @@ def build_world_model(cfg, device) -> WorldModel:
         device, memory_format=torch.channels_last)
 
 
-def build_energy(cfg, device) -> GoalEnergy:
-    return GoalEnergy(cfg.energy_hidden, cfg.energy_iterations).to(device, memory_format=torch.channels_last)
+def build_energy(cfg, device) -> GoalEnergy | LocalEnergy:
+    """The goal energy of the config's family: `propagated` (Bellman-Ford over the map the goal
+    observation shows) or `local` (an embedding distance that sees a few cells around each node)."""
+    energy = GoalEnergy(cfg.energy_hidden, cfg.energy_iterations) if cfg.energy_family == "propagated" \
+        else LocalEnergy(cfg.energy_hidden)
+    return energy.to(device, memory_format=torch.channels_last)
 
 
 def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dists, variants: tuple[str, ...],

@@ -22,9 +22,10 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
   fewer steps; the coarse transition's batch is left alone: it needs its 64 windows). Rule fixed
   before the sweep: as for `runtime`.
 - `reach`: a diagnostic, not a choice of default: how far the energy sees when planning
-  (`energy_reach`, Bellman-Ford sweeps: 8, 16, or the whole maze) against how far the coarse level plans
-  (`coarse_horizon` 5 or 20 macro-steps). Where the energy sees the whole maze a short lookahead
-  suffices; a hierarchy can only pay where it does not.
+  (`energy_reach`, Bellman-Ford sweeps: 8, 16, or the whole maze; and the `local` energy family, an
+  embedding distance that sees 5 x 5 cells) against how far the coarse level plans (`coarse_horizon`
+  5 or 20 macro-steps). Where the energy sees the whole maze a short lookahead suffices; a hierarchy
+  can only pay where it does not.
 The `energy` and `world_model` choices were reverted after the full default run with them (the
 energies and world models of two of the three reported seeds were much worse than the tuning
 seed's; README, tuning sweeps 3-4): a change to how the networks are trained needs more than one
@@ -58,8 +59,10 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
     "energy": {"default": {}, **{f"energy_train_steps_{n}": {"energy_train_steps": n} for n in (400, 300, 200)}},
     "world_model": {"default": {}, "model_batch_size_16": {"model_batch_size": 16},
                     "model_rollout_steps_2": {"model_rollout_steps": 2}, "model_train_steps_800": {"model_train_steps": 800}},
-    "reach": {f"{reach}_coarse_horizon_{horizon}": {"energy_reach": k, "coarse_horizon": horizon}
-              for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
+    "reach": {**{f"{reach}_coarse_horizon_{horizon}": {"energy_reach": k, "coarse_horizon": horizon}
+                 for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
+              **{f"local_coarse_horizon_{horizon}": {"energy_family": "local", "coarse_horizon": horizon}
+                 for horizon in (5, 20)}},
 }
 
 

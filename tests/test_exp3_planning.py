@@ -854,3 +854,31 @@ def test_layout_sweep_keeps_the_total_walks_and_replots_from_its_json(tmp_path):
     plot = out / "plots" / "exp3_layout_sweep.png"
     assert plot.stat().st_size > 10_000
     assert analyze_planning.plot_layout_sweep(saved, tmp_path / "replot.png").stat().st_size > 10_000  # from the json alone
+
+
+# ----------------------------------------------------------------------------------------------
+# the local energy: an embedding distance that sees a few cells, never the whole maze
+
+
+def test_local_energy_is_a_distance_that_a_far_wall_cannot_change(default_maze):
+    from exp3_planning_efficiency.local_energy import RECEPTIVE_RADIUS, LocalEnergy
+    maze = default_maze[0]
+    torch.manual_seed(0)
+    energy = LocalEnergy(8)
+    goal_cell = maze.cells[0]
+    goal = torch.as_tensor(goal_observations(maze, goal_cell[None]))  # (1, 4, W, H)
+    V = energy.values_of_codes(goal)[0][0]  # (4, W, H)
+    assert V.min() >= 0 and (V[:, goal_cell[0], goal_cell[1]] < 1e-3).all()  # d(g, g) = 0
+    # flip a cell far (Chebyshev distance > 2 radii) from the goal and from a probe node: the probe's
+    # distance to the goal does not move; a flip next to the probe does move it
+    W, H = goal.shape[-2:]
+    i, j = np.meshgrid(np.arange(W), np.arange(H), indexing="ij")
+    far_from = lambda cell: np.maximum(abs(i - cell[0]), abs(j - cell[1])) > RECEPTIVE_RADIUS
+    probe = next(c for c in maze.cells if far_from(goal_cell)[c[0], c[1]] and max(abs(c - goal_cell)) > 6)
+    far = np.argwhere(far_from(goal_cell) & far_from(probe))[0]
+    near = probe + np.array([1, 0]) if probe[0] + 1 < W else probe - np.array([1, 0])
+    for cell, moves in ((far, False), (near, True)):
+        changed = goal.clone()
+        changed[..., cell[0], cell[1]] = 1 - changed[..., cell[0], cell[1]].clamp(max=1)  # wall <-> floor
+        V2 = energy.values_of_codes(changed)[0][0]
+        assert torch.equal(V2[:, probe[0], probe[1]], V[:, probe[0], probe[1]]) != moves
