@@ -194,17 +194,24 @@ class GoalEnergy(nn.Module):
 
 def replay_distances(replay: Replay) -> np.ndarray:
     """Temporal distances in the agent's own experience, per layout: shortest-path lengths in the
-    directed graph of recorded transitions. -> (layouts, P, P) uint8, UNREACHED where never connected
-    (P = the largest number of distinct observations a layout can have)."""
+    directed graph of recorded transitions between observations, two samples being one node exactly
+    when their observations are identical (compared as bytes). -> (layouts, P, P) uint8 indexed by the
+    replay's sample labels (`replay.poses`, only to look distances up), UNREACHED where never
+    connected (P = the largest number of labels a layout can have)."""
     P = replay.pose_table.shape[1]
     out = np.full((len(replay.mazes), P, P), UNREACHED, dtype=np.uint8)
     for i in range(len(replay.mazes)):
         walks = replay.poses[replay.layout == i]
-        src, dst = walks[:, :-1].reshape(-1), walks[:, 1:].reshape(-1)
-        graph = csr_matrix((np.ones(src.size), (src, dst)), shape=(P, P))
-        sources = np.unique(walks)
-        d = shortest_path(graph, method="D", unweighted=True, indices=sources)
-        out[i, sources] = np.where(np.isfinite(d), np.minimum(d, UNREACHED - 1), UNREACHED)
+        labels = np.unique(walks)
+        codes = replay.codes(np.full(len(labels), i), labels).reshape(len(labels), -1)
+        node_of_label = np.unique(codes, axis=0, return_inverse=True)[1].ravel()
+        node = np.zeros(P, dtype=np.int64)
+        node[labels] = node_of_label
+        n = int(node_of_label.max()) + 1
+        src, dst = node[walks[:, :-1]].reshape(-1), node[walks[:, 1:]].reshape(-1)
+        d = shortest_path(csr_matrix((np.ones(src.size), (src, dst)), shape=(n, n)), method="D", unweighted=True)
+        d = d[node_of_label][:, node_of_label]  # (labels, labels)
+        out[i, labels[:, None], labels[None, :]] = np.where(np.isfinite(d), np.minimum(d, UNREACHED - 1), UNREACHED)
     return out
 
 

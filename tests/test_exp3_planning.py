@@ -882,3 +882,23 @@ def test_local_energy_is_a_distance_that_a_far_wall_cannot_change(default_maze):
         changed[..., cell[0], cell[1]] = 1 - changed[..., cell[0], cell[1]].clamp(max=1)  # wall <-> floor
         V2 = energy.values_of_codes(changed)[0][0]
         assert torch.equal(V2[:, probe[0], probe[1]], V[:, probe[0], probe[1]]) != moves
+
+
+def test_replay_distances_come_from_observation_identity():
+    """Nodes are distinct observations: here each label (pose) shows a distinct observation, so the
+    distances are the shortest paths of the recorded pose transitions; labels never visited stay
+    UNREACHED."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from exp3_planning_efficiency.energy import UNREACHED, replay_distances
+    mazes = [FastMaze(MAZE2)]
+    replay = Replay(mazes, 6, 10, np.random.default_rng(0))
+    out = replay_distances(replay)[0]
+    P = out.shape[0]
+    src, dst = replay.poses[:, :-1].ravel(), replay.poses[:, 1:].ravel()
+    d = shortest_path(csr_matrix((np.ones(src.size), (src, dst)), shape=(P, P)), unweighted=True)
+    visited = np.unique(replay.poses)
+    expected = np.full((P, P), UNREACHED)
+    expected[np.ix_(visited, visited)] = np.where(np.isfinite(d), d, UNREACHED)[np.ix_(visited, visited)]
+    assert (out == expected).all() and len(visited) < P
