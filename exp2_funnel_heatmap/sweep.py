@@ -12,6 +12,7 @@ import sys
 import torch
 
 from common import viz_utils
+from common.cli import command
 from common.config import Exp2Config, parse
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
@@ -91,8 +92,9 @@ def plot_sweep(sweep: dict, path):
     return viz_utils.save(fig, path)
 
 
+@command("exp2_funnel_heatmap/sweep.py")
 def main(argv=None) -> int:
-    cfg = parse(Exp2Config, argv, prog="sweep.py")
+    cfg = parse(Exp2Config, argv, prog="exp2_funnel_heatmap/sweep.py", redraws=False)
     device = setup_torch(cfg)
     timer, staged = Timer(), StagedOutputs(cfg.output_dir())
     sweep = run_sweep(cfg, device)

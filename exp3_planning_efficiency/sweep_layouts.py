@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from common.cli import command
 from common.config import Exp3Config, parse
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
@@ -45,8 +46,9 @@ def mean_quality(models) -> dict:
             "energy_spearman": mean([e.get("spearman") for _, e in rows])}
 
 
+@command("exp3_planning_efficiency/sweep_layouts.py")
 def main(argv: list[str] | None = None) -> int:
-    base = parse(Exp3Config, argv, prog="exp3_planning_efficiency/sweep_layouts.py")
+    base = parse(Exp3Config, argv, prog="exp3_planning_efficiency/sweep_layouts.py", redraws=False)
     staged = StagedOutputs(base.output_dir())
     timer, device = Timer(), setup_torch(base)
     seeds = base.seeds[:base.layout_sweep_seeds]
