@@ -9,6 +9,7 @@ Bad input never gets here: `common.config.parse` refuses it before any work (exi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -28,7 +29,7 @@ class UnreadableFile(Exception):
 
     def __init__(self, path: Path, reason: str):
         super().__init__(f"{path} is unreadable ({reason}): restore it (git checkout) or delete it and rerun the "
-                         "command that wrote it without --plots-only")
+                         "command that wrote it")
 
 
 class UnitsFailed(RuntimeError):
@@ -55,6 +56,16 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise UnreadableFile(path, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from None
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """Re-raise an OSError of the block with `path` as its file: a full disk fails in write() or
+    fsync(), which name no file, and the user needs to know where."""
+    try:
+        yield
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(err.filename or path)) from err
 
 
 def _fault_line(err: OSError) -> str:
