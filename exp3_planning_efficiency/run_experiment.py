@@ -145,20 +145,21 @@ def unservable_horizon(cfg) -> str | None:
     """Why a planning horizon has no task (BFS distance in (T/2, T]), or None: called by
     `Exp3Config.validate`, so `--dry-run` and every script refuse it before any work. Each horizon needs
     tasks on the layouts of the unseen-layouts track (its first 10 test and tuning layouts, to stay
-    fast) and of the limited-data track; FourRooms keeps the horizons it has tasks for, so when it is
-    the only track a horizon needs tasks there."""
+    fast) and of the limited-data track. FourRooms keeps the horizons it has tasks for, so when it is
+    the only track one of them must have tasks there (else its table would be empty)."""
     sets = layout_sets(cfg)
     layouts = {"unseen-layouts": [("test", "spanning", sets["test"][:10]), ("tuning", "spanning", sets["tuning"][:10])],
                "limited-data": [("fixed", "spanning", [FIXED_LAYOUT])],
                "fourrooms": [("FourRooms", "fourrooms", sets["fourrooms"][:10])]}
-    needed = [t for t in cfg.tracks if t != "fourrooms"] or ["fourrooms"]
-    for name, kind, seeds in (group for track in needed for group in layouts[track]):
+    every = [t for t in cfg.tracks if t != "fourrooms"]
+    for name, kind, seeds in (group for track in every or ["fourrooms"] for group in layouts[track]):
         dists = mazes_of(kind, seeds)[1]
-        for T in cfg.planning_horizons:
-            if T not in usable_horizons(cfg, dists):
-                longest = max(d.max() for d in dists)
-                return (f"T={T} has no task on the {name} layouts (their longest shortest path is {longest:.0f}, "
-                        f"so T must be < {2 * longest:.0f})")
+        usable = usable_horizons(cfg, dists)
+        missing = [T for T in cfg.planning_horizons if T not in usable] if every else ([] if usable else cfg.planning_horizons)
+        if missing:
+            longest = max(d.max() for d in dists)
+            return (f"T={', '.join(map(str, missing))}: no task on the {name} layouts (their longest shortest path is "
+                    f"{longest:.0f}, so T must be < {2 * longest:.0f})")
     return None
 
 

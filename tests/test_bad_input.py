@@ -112,7 +112,7 @@ BAD = [  # (script, flags, what is wrong)
     ("exp3", ["--quick", "--planning-horizons", "199", "--dry-run"], "a dry run refuses what the run refuses"),
     ("exp3", ["--quick", "--planning-horizons", "199"], "a horizon no task of the test layouts has"),
     ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "199"], "FourRooms alone: an empty table"),
-    ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "80"], "FourRooms alone has no T=80 task"),
+    ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "80"], "FourRooms alone: no horizon with tasks"),
     ("tune3", ["--quick", "--planning-horizons", "199"], "tuning script: trained and printed {}"),
     ("sweep3", ["--quick", "--planning-horizons", "199"], "layout sweep: trained and printed {}"),
     ("sweep1", ["--plots-only", "--out-dir", EMPTY], "sweep script: --plots-only ignored, trained"),
