@@ -41,6 +41,7 @@ ROLES = ("model", "eval", "run")
 SEED_MAX = 2**32 - 1  # numpy's SeedSequence/legacy seeding range
 MEMORY_LIMIT_GIB = 8.0  # a third of this machine's memory: beyond it, a config is refused up front
 FLOAT32_TINY = 2.0 ** -126  # float32's smallest normal number: below it, values lose their precision
+FLOAT32_EPS = 2.0 ** -23  # float32's relative resolution
 OUTPUT_FOLDERS = ("checkpoints", "results", "plots", ".staging")  # what a run keeps in its output folder
 
 
@@ -432,11 +433,14 @@ class Exp2Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        # the loss is scaled by the energy's variance on the domain (float32), about its spread squared
-        spread = 0.5 * (self.quadratic_k + self.ripple_amplitude * self.ripple_frequency ** 2) * self.domain_half_width ** 2
-        _require(spread ** 2 >= FLOAT32_TINY, f"domain_half_width {self.domain_half_width} is too narrow for float32: "
-                 f"the energy's spread on it squared, {spread ** 2:.3g}, is below float32's smallest normal "
-                 f"{FLOAT32_TINY:.3g}")
+        # the loss squares energy errors in float32 (then divides by E*'s variance on the domain): an error at
+        # float32's resolution of the energy, eps x its std, squared, must stay a normal number. The quadratic
+        # part alone, k/2 ||x||^2 with x uniform on [-L, L]^2, has variance k^2 L^4 2/45 (on a narrow domain
+        # float32 rounds cos(w x) to 1, so the ripples add nothing there)
+        variance = self.quadratic_k ** 2 * self.domain_half_width ** 4 * 2 / 45
+        _require(FLOAT32_EPS ** 2 * variance >= FLOAT32_TINY,
+                 f"domain_half_width {self.domain_half_width} is too narrow for float32: the energy's variance on it, "
+                 f"{variance:.3g}, times float32's eps^2 is below its smallest normal {FLOAT32_TINY:.3g}")
         models = 3 * len(self.seeds)  # Flat, HELM and the other HF form per seed, trained as one batch
         width = 2 * self.num_fourier_features + self.hidden_dim * self.num_layers
         _require_memory("a training step (models x batch x width)", models * self.batch_size * width * 4 * 12)
