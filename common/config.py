@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common.cli import UnreadableFile, read_json
+from common.cli import read_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS_ROOT = REPO_ROOT / "runs"
@@ -258,9 +258,6 @@ def _require_same_config(cfg, out: Path) -> None:
              "choose another --out-dir or remove that folder")
 
 
-MAX_RK4_STEPS = 1e6  # RK4 steps of one trajectory in sequence (the default config needs 3,500)
-
-
 def _require_given_match_saved(cfg, given: dict) -> None:
     """`--plots-only` draws with the folder's saved config: a number-changing flag given with it (`--quick`
     included) that the saved config contradicts asks for plots of another config."""
@@ -270,6 +267,9 @@ def _require_given_match_saved(cfg, given: dict) -> None:
     differ = sorted(k for k in set(given) & set(new) if isinstance(saved, dict) and k in saved and saved[k] != new[k])
     _require(not differ, f"--plots-only: out_dir {cfg.output_dir()} holds results of another config "
              f"({', '.join(differ[:4])} differ); drop those flags to redraw it")
+
+
+MAX_RK4_STEPS = 1e6  # RK4 steps of one trajectory in sequence (the default config needs 3,500)
 
 
 @dataclass

@@ -20,6 +20,9 @@ from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, spurious_minima
 
 
+PROG = "exp2_funnel_heatmap/sweep.py"
+
+
 def sweep_specs(cfg) -> list[ModelSpec]:
     seed = cfg.tuning_seed
     specs = [ModelSpec("sweep_flat", seed, "flat")]
@@ -92,9 +95,9 @@ def plot_sweep(sweep: dict, path):
     return viz_utils.save(fig, path)
 
 
-@command("exp2_funnel_heatmap/sweep.py")
+@command(PROG)
 def main(argv=None) -> int:
-    cfg = parse(Exp2Config, argv, prog="exp2_funnel_heatmap/sweep.py", redraws=False)
+    cfg = parse(Exp2Config, argv, prog=PROG, redraws=False)
     device = setup_torch(cfg)
     timer, staged = Timer(), StagedOutputs(cfg.output_dir())
     sweep = run_sweep(cfg, device)
