@@ -33,11 +33,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common.cli import read_json
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS_ROOT = REPO_ROOT / "runs"
 ROLES = ("model", "eval", "run")
 SEED_MAX = 2**32 - 1  # numpy's SeedSequence/legacy seeding range
 MEMORY_LIMIT_GIB = 8.0  # a third of this machine's memory: beyond it, a config is refused up front
+FLOAT32_TINY = 2.0 ** -126  # float32's smallest normal number: below it, values lose their precision
+FLOAT32_EPS = 2.0 ** -23  # float32's relative resolution
+OUTPUT_FOLDERS = ("checkpoints", "results", "plots", ".staging")  # what a run keeps in its output folder
 
 
 class ConfigError(ValueError):
@@ -76,7 +81,7 @@ def config_hash(cfg) -> str:
 def with_saved_fields(cfg):
     """`cfg` with every number-changing field (roles model, eval) taken from the run saved in its
     output folder (`results/config.json`): what `--plots-only` draws with."""
-    saved = json.loads((cfg.output_dir() / "results" / "config.json").read_text())
+    saved = read_json(cfg.output_dir() / "results" / "config.json")
     names = set(fields_with_role(cfg, "model", "eval")) & set(saved)
     return dataclasses.replace(cfg, **{name: saved[name] for name in names})
 
@@ -151,7 +156,6 @@ class RunConfig:
         """Raise ConfigError (one line) on the first bad value; reads the disk, writes nothing."""
         for f in dataclasses.fields(self):
             _check_bounds(f, getattr(self, f.name))
-        _require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, got {self.seeds}")
         _require(self.tuning_seed not in self.seeds,
                  f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
         cpus = available_cpus()
@@ -168,6 +172,7 @@ class RunConfig:
             _require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
         out = self.output_dir()
         _require_writable(out)
+        _require_layout(out, ("results/config.json", *self.saved_for_plots))
         if self.plots_only:
             missing = [name for name in self.saved_for_plots if not (out / name).is_file()]
             _require(not missing, f"--plots-only: nothing saved for this config in {out} (missing "
@@ -185,6 +190,9 @@ def _check_bounds(f: dataclasses.Field, value) -> None:
     m, flag = f.metadata, "--" + f.name.replace("_", "-")
     values = value if isinstance(value, list) else [value]
     _require(len(values) > 0, f"{flag} must not be empty")
+    # a list field is a set of things to run or measure: a repeated value would be run twice or collapse
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    _require(not repeated, f"{flag} lists {', '.join(map(str, repeated))} more than once (each value is run once)")
     for v in values:
         if isinstance(v, float):
             _require(math.isfinite(v), f"{flag} must be a finite number, got {v}")
@@ -206,14 +214,34 @@ def _require_memory(what: str, num_bytes: float) -> None:
 def _require_writable(path: Path) -> None:
     """The folder exists and is writable, or can be created under a writable ancestor. The probe
     makes and removes one empty temporary folder, so pseudo file systems (/proc) are caught too."""
-    probe = path.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    _require(probe.is_dir(), f"out_dir {path} is not a folder ({probe} is a file)")
-    try:
+    try:  # resolving meets symlink loops (RuntimeError), a too-long name fails its first stat (OSError)
+        probe = path.resolve()
+        while not probe.exists():
+            probe = probe.parent
+        _require(probe.is_dir(), f"out_dir {path} is not a folder ({probe} is a file)")
         os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".write-probe-"))
+    except RuntimeError as err:
+        raise ConfigError(f"out_dir {_short(path)} cannot be resolved ({err})") from None
     except OSError as err:
-        raise ConfigError(f"out_dir {path} cannot be written ({probe}: {err.strerror})") from None
+        raise ConfigError(f"out_dir {_short(path)} cannot be written ({err.strerror})") from None
+
+
+def _short(path: Path) -> str:
+    """A path for a one-line message: a name of absurd length is cut."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-20:]} ({len(text)} characters)"
+
+
+def _require_layout(out: Path, files: tuple[str, ...]) -> None:
+    """The output folder's own folders are folders and the files a run writes are not folders, so
+    that no path in the way stops a run after its work."""
+    for name in OUTPUT_FOLDERS:
+        _require(not (out / name).exists() or (out / name).is_dir(),
+                 f"out_dir {out}: {out / name} is a file where a run keeps its {name} folder; move it away "
+                 "or choose another --out-dir")
+    for name in files:
+        _require(not (out / name).is_dir(), f"out_dir {out}: {out / name} is a folder where a run writes that "
+                 "file; move it away or choose another --out-dir")
 
 
 def _require_same_config(cfg, out: Path) -> None:
@@ -223,14 +251,25 @@ def _require_same_config(cfg, out: Path) -> None:
     saved_path = out / "results" / "config.json"
     if not saved_path.is_file() or (cfg.is_full_default() and out == REPO_ROOT / cfg.experiment_folder):
         return
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        saved = {}
+    saved = read_json(saved_path)
     new, defaults = identity(cfg, "model", "eval"), identity(type(cfg)(), "model", "eval")
     differ = sorted(k for k in new if not isinstance(saved, dict) or saved.get(k, defaults[k]) != new[k])
     _require(not differ, f"out_dir {out} holds results of another config ({', '.join(differ[:4])} differ); "
              "choose another --out-dir or remove that folder")
+
+
+def _require_given_match_saved(cfg, given: dict) -> None:
+    """`--plots-only` draws with the folder's saved config: a number-changing flag given with it (`--quick`
+    included) that the saved config contradicts asks for plots of another config."""
+    path = cfg.output_dir() / "results" / "config.json"
+    saved = read_json(path) if path.is_file() else {}
+    new = identity(cfg, "model", "eval")
+    differ = sorted(k for k in set(given) & set(new) if isinstance(saved, dict) and k in saved and saved[k] != new[k])
+    _require(not differ, f"--plots-only: out_dir {cfg.output_dir()} holds results of another config "
+             f"({', '.join(differ[:4])} differ); drop those flags to redraw it")
+
+
+MAX_RK4_STEPS = 1e6  # RK4 steps of one trajectory in sequence (the default config needs 3,500)
 
 
 @dataclass
@@ -312,8 +351,16 @@ class Exp1Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
+        # a trajectory is integrated step after step: burn-in, then dt_model / dt RK4 substeps per model step
+        rk4_steps = (self.burn_in_time + self.trajectory_steps * self.dt_model) / self.dt
+        _require(rk4_steps <= MAX_RK4_STEPS, f"dt {self.dt}: a trajectory would need {rk4_steps:.3g} RK4 steps in sequence "
+                 f"((burn_in_time + trajectory_steps x dt_model) / dt; limit {MAX_RK4_STEPS:.0e}, hours of integration)")
         ratio = self.dt_model / self.dt
-        _require(abs(ratio - round(ratio)) < 1e-6, f"dt_model {self.dt_model} must be a multiple of dt {self.dt}")
+        _require(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6,
+                 f"dt_model {self.dt_model} must be a multiple of dt {self.dt} (at least one RK4 step per model step)")
+        fitted = [T for T in self.horizons if T >= self.growth_fit_min_horizon]
+        _require(len(fitted) >= 2, f"growth_fit_min_horizon {self.growth_fit_min_horizon} leaves {len(fitted)} of the "
+                 f"horizons {self.horizons} to fit a growth rate to (it needs 2)")
         _require(max(self.horizons) <= self.trajectory_steps or self.train_protocol == "short",
                  "per_horizon training needs trajectory_steps >= max(horizons)")
         _require(self.train_rollout_steps < self.trajectory_steps,
@@ -386,6 +433,14 @@ class Exp2Config(RunConfig):
 
     def validate(self) -> None:
         super().validate()
+        # the loss squares energy errors in float32 (then divides by E*'s variance on the domain): an error at
+        # float32's resolution of the energy, eps x its std, squared, must stay a normal number. The quadratic
+        # part alone, k/2 ||x||^2 with x uniform on [-L, L]^2, has variance k^2 L^4 2/45 (on a narrow domain
+        # float32 rounds cos(w x) to 1, so the ripples add nothing there)
+        variance = self.quadratic_k ** 2 * self.domain_half_width ** 4 * 2 / 45
+        _require(FLOAT32_EPS ** 2 * variance >= FLOAT32_TINY,
+                 f"domain_half_width {self.domain_half_width} is too narrow for float32: the energy's variance on it, "
+                 f"{variance:.3g}, times float32's eps^2 is below its smallest normal {FLOAT32_TINY:.3g}")
         models = 3 * len(self.seeds)  # Flat, HELM and the other HF form per seed, trained as one batch
         width = 2 * self.num_fourier_features + self.hidden_dim * self.num_layers
         _require_memory("a training step (models x batch x width)", models * self.batch_size * width * 4 * 12)
@@ -513,6 +568,10 @@ class Exp3Config(RunConfig):
                         self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
                                                      self.helm_num_samples) * max(self.planning_horizons)
                         * max(self.budget_scales + [1]) * 32)
+        if not self.plots_only:
+            from exp3_planning_efficiency.run_experiment import unservable_horizon  # needs the mazes (torch)
+            problem = unservable_horizon(self)
+            _require(problem is None, f"planning_horizons: {problem}")
 
 
 CONFIGS = {"exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
@@ -595,12 +654,14 @@ def _repeated_flags(argv: list[str]) -> list[str]:
     return repeated
 
 
-def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = None):
+def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = None, redraws: bool = True):
     """Build a validated config from the command line; on any error print one line and exit 2.
 
     Order: dataclass defaults, then the `--quick` preset, then the flags given explicitly. With
-    `--dry-run`, print the output folder and exit 0. The output folder is resolved here once (a new
-    runs/ folder's name holds the time), so every later `cfg.output_dir()` agrees.
+    `--dry-run`, print the output folder and exit 0: the checks are the real run's, none other. The
+    output folder is resolved here once (a new runs/ folder's name holds the time), so every later
+    `cfg.output_dir()` agrees. `redraws` False: the script has no `--plots-only` mode (the sweeps:
+    run_experiment.py --plots-only redraws their figures), so the flag is refused, not ignored.
     """
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(config_cls, prog)
@@ -613,7 +674,11 @@ def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = No
         cfg = dataclasses.replace(cfg, quick=True, **cfg.quick_overrides())
     cfg = dataclasses.replace(cfg, **given)
     try:
+        _require(redraws or not cfg.plots_only, "--plots-only: this script has no plots-only mode (run_experiment.py "
+                 "--plots-only redraws every figure of the folder, this script's included)")
         cfg.validate()
+        if cfg.plots_only:
+            _require_given_match_saved(cfg, given)
     except ConfigError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     if not cfg.out_dir and not cfg.is_full_default():

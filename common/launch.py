@@ -11,7 +11,6 @@ redoes only the units whose checkpoints are missing.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from common.cli import UnitsFailed
 from common.runs import progress
 
 POLL_SECONDS = 0.5
@@ -31,21 +31,6 @@ class Unit:
     name: str
     fn: Callable[..., Any]
     args: tuple
-
-
-class UnitsFailed(RuntimeError):
-    """Some units raised or died; `failures` holds (unit name, error, log path) per failed unit."""
-
-    def __init__(self, failures: list[tuple[str, str, str]]):
-        self.failures = failures
-        super().__init__("\n".join(f"unit {name} failed: {error} (log: {log})" for name, error, log in failures))
-
-
-def report(prog: str, failed: UnitsFailed) -> int:
-    """Print the failed units (name, error, log) and how to resume; the exit code 1."""
-    print(f"{prog}: {failed}\nthe finished units are checkpointed: the same command again redoes only the failed ones",
-          file=sys.stderr)
-    return 1
 
 
 def run_in_worker(num_threads: int, fn: Callable, *args):

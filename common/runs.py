@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from common.cli import naming, read_json  # noqa: F401 - read_json: the reader of saved JSON, here with the writers
 
 
 def seed_everything(seed: int) -> None:
@@ -121,12 +124,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with naming(path):
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -163,10 +167,6 @@ def write_npz(path: Path, arrays: dict) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 CHECKPOINT_MAGIC = b"HELM-CHECKPOINT-1\n"
@@ -259,17 +259,21 @@ class StagedOutputs:
         return self.staging / "results"
 
     def publish(self) -> list[Path]:
-        """Move every staged file to its final place; returns the final paths."""
-        final = []
-        for path in sorted(p for p in self.staging.rglob("*") if p.is_file()):
-            dest = self.out / path.relative_to(self.staging)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        """Move every staged file to its final place; returns the final paths. Every destination is
+        made ready first (its folders exist, no folder in its place), so a path in the way stops the
+        run before any file moves: never a half-published folder."""
+        moves = {path: self.out / path.relative_to(self.staging)
+                 for path in sorted(p for p in self.staging.rglob("*") if p.is_file())}
+        for dest in moves.values():
+            dest.parent.mkdir(parents=True, exist_ok=True)  # a file in the way raises, naming it
+            if dest.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is where a result file goes", str(dest))
+        for path, dest in moves.items():
             os.replace(path, dest)
-            final.append(dest)
         shutil.rmtree(self.staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.staging.parent.rmdir()  # only if no other run is staging here
-        return final
+        return list(moves.values())
 
 
 def _process_alive(pid: str) -> bool:

@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # headless: figures are only ever saved
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common.cli import naming  # noqa: E402
+
 DPI = 160
 
 # One colour per variant/planner/landscape name, the same in every figure of the repo.
@@ -82,7 +84,8 @@ def save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    with naming(path):
+        fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import read_npz
 from common.runs import write_npz
 
 NAMES = ("true", "flat", "spectral", "hf", "helm")
@@ -34,9 +35,9 @@ def save_arrays(path: Path, cfg, arrays: dict) -> None:
 
 
 def load_arrays(path: Path) -> dict:
-    data = np.load(path)
+    data = read_npz(path)
     arrays: dict[str, dict] = {}
-    for key in data.files:
+    for key in data:
         if "/" in key:
             name, k = key.split("/", 1)
             arrays.setdefault(name, {})[k] = data[key]

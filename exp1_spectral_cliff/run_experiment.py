@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from common.config import Exp1Config, parse, with_saved_fields
-from common.launch import UnitsFailed, report
-from common.runs import StagedOutputs, Timer, finish, read_json, seed_everything, setup_torch, write_results
+from common.cli import command, read_json
+from common.runs import StagedOutputs, Timer, finish, seed_everything, setup_torch, write_results
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
@@ -22,6 +22,8 @@ from exp1_spectral_cliff.measurements import measure_true, measure_variant
 from exp1_spectral_cliff.plots import make_plots
 from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
 from exp1_spectral_cliff.train_helm import launch_variant_units, train_and_load
+
+PROG = "exp1_spectral_cliff/run_experiment.py"
 
 
 def measure(cfg, device) -> tuple[dict, dict]:
@@ -40,8 +42,9 @@ def measure(cfg, device) -> tuple[dict, dict]:
     return arrays, training
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Exp1Config, argv, prog="exp1_spectral_cliff/run_experiment.py")
+    cfg = parse(Exp1Config, argv, prog=PROG)
     timer, device = Timer(), setup_torch(cfg)
     out = cfg.output_dir()
     staged = StagedOutputs(out)
@@ -49,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = with_saved_fields(cfg)
         arrays = load_arrays(out / "results" / "exp1_arrays.npz")
     else:
-        try:
-            arrays, training = measure(cfg, device)
-        except UnitsFailed as failed:
-            return report("exp1_spectral_cliff/run_experiment.py", failed)
+        arrays, training = measure(cfg, device)
         save_arrays(staged.results / "exp1_arrays.npz", cfg, arrays)
         summary = analysis.summarize(cfg, arrays)
         criteria = analysis.make_criteria(cfg, summary)

@@ -21,7 +21,8 @@ import numpy as np
 
 from common import viz_utils
 from common.config import Exp1Config, parse
-from common.launch import Unit, UnitsFailed, launch, report
+from common.cli import command
+from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
 from exp1_spectral_cliff.dataset import make_dataset
@@ -33,6 +34,7 @@ from exp1_spectral_cliff.train_helm import train_members, unit_config
 FAMILIES = {"spectral": ("lambda_sweep", "per-step hinge"), "ftle": ("ftle_sweep", "FTLE (gradient flossing)"),
             "kstep": ("kstep_sweep", "k-step hinge")}
 STABILITY_DEFAULTS = ("lambda_spectral", "lambda_ftle", "lambda_kstep")  # what the sweep chooses
+PROG = "exp1_spectral_cliff/sweep_lambda.py"
 RULE = ("among the members meeting the three norm criteria on the tuning seed, the lowest 1-step RMSE")
 
 
@@ -143,8 +145,9 @@ def plot_tradeoff(rows: list[dict], chosen: int | None, path):
     return viz_utils.save(fig, path)
 
 
+@command(PROG)
 def main(argv=None) -> int:
-    cfg = parse(Exp1Config, argv, prog="exp1_spectral_cliff/sweep_lambda.py")
+    cfg = parse(Exp1Config, argv, prog=PROG, redraws=False)
     staged = StagedOutputs(cfg.output_dir())
     # the tuning seed only, never a reported one; the output folder stays the one of the parsed config
     cfg = dataclasses.replace(cfg, seeds=[cfg.tuning_seed], out_dir=str(cfg.output_dir()))
@@ -153,10 +156,7 @@ def main(argv=None) -> int:
     members = sweep_members(cfg)
     ckpt_path = cfg.output_dir() / "checkpoints" / f"sweep_seed{cfg.tuning_seed}.pt"
     if cfg.launcher != "inline":  # one batched ensemble: one unit, then loaded here from its checkpoint
-        try:
-            launch(cfg, [Unit("frontier", sweep_unit, (cfg, members, ckpt_path, device))], ckpt_path.parent / "launcher")
-        except UnitsFailed as failed:
-            return report("exp1_spectral_cliff/sweep_lambda.py", failed)
+        launch(cfg, [Unit("frontier", sweep_unit, (cfg, members, ckpt_path, device))], ckpt_path.parent / "launcher")
     model, diverged = train_sweep(cfg, data, members, ckpt_path, device)
     rows = frontier_rows(cfg, members, measure(cfg, model, data), diverged)
     chosen = choose(rows)

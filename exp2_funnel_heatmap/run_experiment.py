@@ -13,13 +13,15 @@ import sys
 import numpy as np
 
 from common.config import Exp2Config, parse
-from common.launch import UnitsFailed, report
-from common.runs import (StagedOutputs, Timer, criterion, finish, read_json, seed_everything, setup_torch, write_npz,
+from common.cli import command, read_json, read_npz
+from common.runs import (StagedOutputs, Timer, criterion, finish, seed_everything, setup_torch, write_npz,
                          write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
 from exp2_funnel_heatmap.sweep import plot_sweep
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import analyze, make_plots, summarize
+
+PROG = "exp2_funnel_heatmap/run_experiment.py"
 
 
 def criteria_rows(m: dict, seed_index: int | None = None) -> list:
@@ -76,20 +78,18 @@ def measure(cfg, device) -> dict:
     return arrays
 
 
+@command(PROG)
 def main(argv=None) -> int:
-    cfg = parse(Exp2Config, argv, prog="run_experiment.py")
+    cfg = parse(Exp2Config, argv, prog=PROG)
     device = setup_torch(cfg)
     timer, out = Timer(), cfg.output_dir()
     staged = StagedOutputs(out)
     sweep_path = out / "results" / "sweep.json"
     sweep = read_json(sweep_path) if sweep_path.exists() else None
     if cfg.plots_only:
-        arrays = dict(np.load(out / "results" / "exp2_arrays.npz"))
+        arrays = read_npz(out / "results" / "exp2_arrays.npz")
     else:
-        try:
-            arrays = measure(cfg, device)
-        except UnitsFailed as failed:
-            return report("exp2_funnel_heatmap/run_experiment.py", failed)
+        arrays = measure(cfg, device)
         write_npz(staged.results / "exp2_arrays.npz", arrays)
         metrics = summarize(arrays, arrays["final_loss"])
         metrics["sweep"] = sweep if sweep is not None else "not run (python sweep.py)"

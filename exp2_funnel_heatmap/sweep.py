@@ -12,11 +12,15 @@ import sys
 import torch
 
 from common import viz_utils
+from common.cli import command
 from common.config import Exp2Config, parse
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
 from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, spurious_minima
+
+
+PROG = "exp2_funnel_heatmap/sweep.py"
 
 
 def sweep_specs(cfg) -> list[ModelSpec]:
@@ -91,8 +95,9 @@ def plot_sweep(sweep: dict, path):
     return viz_utils.save(fig, path)
 
 
+@command(PROG)
 def main(argv=None) -> int:
-    cfg = parse(Exp2Config, argv, prog="sweep.py")
+    cfg = parse(Exp2Config, argv, prog=PROG, redraws=False)
     device = setup_torch(cfg)
     timer, staged = Timer(), StagedOutputs(cfg.output_dir())
     sweep = run_sweep(cfg, device)

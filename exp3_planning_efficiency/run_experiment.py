@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from common.config import Exp3Config, parse
-from common.launch import Unit, UnitsFailed, launch, report
+from common.cli import command, read_npz
+from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, finish, numpy_rng, progress, read_json, setup_torch, write_npz,
                          write_results)
 from exp3_planning_efficiency import analyze_planning
@@ -34,6 +35,7 @@ from exp3_planning_efficiency.training import load_networks, load_or_train_unit
 
 FIXED_LAYOUT = 0  # the limited-data track's maze (stage one's fixed layout)
 UNSEEN_ONLY = ("helm_no_spectral", "helm_no_hf", "flat")  # evaluated on the unseen-layouts track only (compute)
+PROG = "exp3_planning_efficiency/run_experiment.py"
 TRACK_KEYS = {"unseen-layouts": 0, "fourrooms": 1, "limited-data": 2, "tuning": 3}  # task streams
 
 
@@ -139,41 +141,42 @@ def run_all_units(cfg, device) -> dict:
     return dict(zip(units, run_units(cfg, [(cfg, *unit) for unit in units], device)))
 
 
-def require_tasks_exist(cfg, prog: str) -> None:
-    """Exit 2 (before any work) when a horizon has no task (BFS distance in (T/2, T]) on the layouts
-    of the unseen-layouts track (the first 10, to stay fast) or the limited-data track (FourRooms keeps
-    the horizons it has tasks for)."""
+def unservable_horizon(cfg) -> str | None:
+    """Why a planning horizon has no task (BFS distance in (T/2, T]), or None: called by
+    `Exp3Config.validate`, so `--dry-run` and every script refuse it before any work. Each horizon needs
+    tasks on the layouts of the unseen-layouts track (its first 10 test and tuning layouts, to stay
+    fast) and of the limited-data track. FourRooms keeps the horizons it has tasks for, so when it is
+    the only track one of them must have tasks there (else its table would be empty)."""
     sets = layout_sets(cfg)
-    seeds = (sets["test"][:10] if "unseen-layouts" in cfg.tracks else []) + \
-        ([FIXED_LAYOUT] if "limited-data" in cfg.tracks else [])
-    dists = mazes_of("spanning", seeds)[1]
-    for T in cfg.planning_horizons:
-        if dists and T not in usable_horizons(cfg, dists):
+    layouts = {"unseen-layouts": [("test", "spanning", sets["test"][:10]), ("tuning", "spanning", sets["tuning"][:10])],
+               "limited-data": [("fixed", "spanning", [FIXED_LAYOUT])],
+               "fourrooms": [("FourRooms", "fourrooms", sets["fourrooms"][:10])]}
+    every = [t for t in cfg.tracks if t != "fourrooms"]
+    for name, kind, seeds in (group for track in every or ["fourrooms"] for group in layouts[track]):
+        dists = mazes_of(kind, seeds)[1]
+        usable = usable_horizons(cfg, dists)
+        missing = [T for T in cfg.planning_horizons if T not in usable] if every else ([] if usable else cfg.planning_horizons)
+        if missing:
             longest = max(d.max() for d in dists)
-            print(f"{prog}: error: planning_horizons: T={T} has no task (the layouts' longest shortest path is "
-                  f"{longest:.0f}, so T must be < {2 * longest:.0f})", file=sys.stderr)
-            sys.exit(2)
+            return (f"T={', '.join(map(str, missing))}: no task on the {name} layouts (their longest shortest path is "
+                    f"{longest:.0f}, so T must be < {2 * longest:.0f})")
+    return None
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    prog = "exp3_planning_efficiency/run_experiment.py"
-    cfg = parse(Exp3Config, argv, prog=prog)
-    if not cfg.plots_only:
-        require_tasks_exist(cfg, prog)
+    cfg = parse(Exp3Config, argv, prog=PROG)
     timer, out = Timer(), cfg.output_dir()
     device = setup_torch(cfg)
     staged = StagedOutputs(out)
     if cfg.plots_only:
-        analyze_planning.plot_all(out / "results" / "metrics.json", dict(np.load(out / "results" / "exp3_arrays.npz")),
+        analyze_planning.plot_all(out / "results" / "metrics.json", read_npz(out / "results" / "exp3_arrays.npz"),
                                   staged.plots)
         if (out / "results" / "layout_sweep.json").exists():
             analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"), staged.plots / "exp3_layout_sweep.png")
         print("\n".join(f"wrote {p}" for p in staged.publish()))
         return 0
-    try:
-        units = run_all_units(cfg, device)
-    except UnitsFailed as failed:
-        return report(prog, failed)
+    units = run_all_units(cfg, device)
     metrics = analyze_planning.summarize(units, cfg)
     criteria = analyze_planning.criteria(metrics, cfg)
     metrics_path = write_results(cfg, staged.results, "exp3_planning_efficiency", metrics, criteria, timer.seconds(),

@@ -20,11 +20,13 @@ import sys
 
 import numpy as np
 
+from common.cli import command
 from common.config import Exp3Config, parse
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.run_experiment import layout_sets, run_units
 
+PROG = "exp3_planning_efficiency/sweep_layouts.py"
 PLANNERS = ["helm", "helm_no_coarse", "cem", "bfs"]
 
 
@@ -45,8 +47,9 @@ def mean_quality(models) -> dict:
             "energy_spearman": mean([e.get("spearman") for _, e in rows])}
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    base = parse(Exp3Config, argv, prog="exp3_planning_efficiency/sweep_layouts.py")
+    base = parse(Exp3Config, argv, prog=PROG, redraws=False)
     staged = StagedOutputs(base.output_dir())
     timer, device = Timer(), setup_torch(base)
     seeds = base.seeds[:base.layout_sweep_seeds]

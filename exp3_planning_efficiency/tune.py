@@ -41,7 +41,8 @@ import json
 import sys
 
 from common.config import Exp3Config, identity, parse
-from common.launch import Unit, UnitsFailed, launch, report
+from common.cli import command
+from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.run_experiment import run_unit
@@ -77,8 +78,9 @@ def variant_unit(base, name: str, change: dict, device) -> Unit:
     return Unit(name, run_unit, (cfg, base.tuning_seed, "layouts", device, "tuning", checkpoints))
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    base = parse(Exp3Config, argv, prog=PROG)
+    base = parse(Exp3Config, argv, prog=PROG, redraws=False)
     base = dataclasses.replace(base, out_dir=str(base.output_dir()))  # variants write where the base config does
     device = setup_torch(base)
     staged = StagedOutputs(base.output_dir())
@@ -87,11 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     # first one variant per networks folder (they train the networks), then the others (which load them)
     first = list({unit.args[-1]: unit for unit in reversed(units)}.values())[::-1]
     rest = [unit for unit in units if unit not in first]
-    try:
-        results = {unit.name: result for batch in (first, rest)
-                   for unit, result in zip(batch, launch(base, batch, base.output_dir() / "checkpoints" / "launcher"))}
-    except UnitsFailed as failed:
-        return report(PROG, failed)
+    results = {unit.name: result for batch in (first, rest)
+               for unit, result in zip(batch, launch(base, batch, base.output_dir() / "checkpoints" / "launcher"))}
     units = {unit.name: unit for unit in units}
     table = {}
     for name, change in variants.items():

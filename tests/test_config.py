@@ -25,9 +25,9 @@ def test_every_field_documented(cls):
 
 
 def test_overrides_reach_the_dataclass():
-    cfg = parse(Exp1Config, ["--lambda-spectral", "0.1", "--horizons", "5", "10", "20", "--quiet",
+    cfg = parse(Exp1Config, ["--lambda-spectral", "0.1", "--horizons", "5", "20", "50", "--quiet",
                              "--seeds", "3", "4"])
-    assert cfg.lambda_spectral == 0.1 and cfg.horizons == [5, 10, 20] and cfg.quiet and cfg.seeds == [3, 4]
+    assert cfg.lambda_spectral == 0.1 and cfg.horizons == [5, 20, 50] and cfg.quiet and cfg.seeds == [3, 4]
 
 
 def test_explicit_flag_beats_quick_preset():

@@ -187,8 +187,9 @@ def test_diverged_model_is_recorded_and_run_finishes(tmp_path):
 
 @pytest.mark.slow
 def test_per_horizon_protocol_writes_one_model_per_T(tmp_path):
-    args = TINY[:-6] + ["--train-protocol", "per_horizon", "--horizons", "5", "10", "--planning-horizons", "10",
-                        "--variants", "flat", "helm", "--trajectory-steps", "30", "--out-dir", str(tmp_path)]
+    args = TINY[:-6] + ["--train-protocol", "per_horizon", "--horizons", "5", "10", "--growth-fit-min-horizon", "5",
+                        "--planning-horizons", "10", "--variants", "flat", "helm", "--trajectory-steps", "30",
+                        "--out-dir", str(tmp_path)]
     assert run_experiment.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == [f"{v}_model_T{T}_seed0.pt" for v in ("flat", "helm") for T in (10, 5)]

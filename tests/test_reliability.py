@@ -5,7 +5,10 @@
 - divergence: a model pushed to NaN by a huge learning rate is recorded as diverged, the run finishes;
 - bad input: an unwritable output folder exits 2 with one stderr line and writes nothing;
 - output policy: a folder holding another config's results is refused (exit 2, nothing moves), the
-  same config resumes in place.
+  same config resumes in place;
+- faults after validation (a corrupted saved file, a full disk, Ctrl-C, a folder where a plot goes):
+  one line naming the file and the remedy, exit 1 (130 for Ctrl-C), nothing published, and the same
+  command then resumes.
 
 Every run writes into tmp_path (`--out-dir`). Most runs are in-process (`main(argv)`) to save the
 ~3 s of interpreter + torch start-up; the interrupted runs and the output-policy run go through the
@@ -15,6 +18,7 @@ are left out of metric comparisons; everything else must be identical.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -25,10 +29,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
+from common import runs
+from common.cli import naming
 from common.config import CONFIGS, REPO_ROOT, fields_with_role
 from common.runs import read_checkpoint
 
@@ -270,3 +277,91 @@ def test_another_configs_folder_is_refused_and_the_same_config_resumes(name, ref
     assert exp.main(exp.tiny + ["--strict", "--out-dir", str(out)]) in (0, 1)
     assert comparable(read_metrics(out), out) == comparable(read_metrics(ref), ref)
     assert not (out / "previous").exists() and not (out / ".staging").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# faults after validation: one line naming the file and the remedy, nothing half-published
+
+
+def assert_one_fault_line(stderr: str, *words: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, f"expected one line, got: {stderr!r}"
+    assert all(word in lines[0] for word in words), lines[0]
+
+
+def published(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for folder in ("results", "plots") for p in (out / folder).rglob("*")
+                  if p.is_file())
+
+
+CORRUPTIONS = [  # (experiment, saved file, how it is broken)
+    ("exp1", "exp1_arrays.npz", "truncated"), ("exp2", "exp2_arrays.npz", "truncated"), ("exp3", "exp3_arrays.npz", "empty"),
+    ("exp1", "config.json", "truncated"), ("exp2", "sweep.json", "truncated"), ("exp3", "metrics.json", "truncated"),
+]
+
+
+@pytest.mark.parametrize("name,saved,how", CORRUPTIONS, ids=[f"{n}:{f}:{h}" for n, f, h in CORRUPTIONS])
+def test_plots_only_names_a_corrupted_saved_file(name, saved, how, tmp_path, capsys):
+    committed = REPO_ROOT / EXPS[name].folder / "results"
+    shutil.copytree(committed, tmp_path / "results")
+    path = tmp_path / "results" / saved
+    path.write_bytes(b"" if how == "empty" else path.read_bytes()[:len(path.read_bytes()) // 2])
+    assert EXPS[name].main(["--plots-only", "--quiet", "--out-dir", str(tmp_path)]) == 1
+    assert_one_fault_line(capsys.readouterr().err, str(path), "unreadable", "restore it")
+    assert not (tmp_path / "plots").exists()
+
+
+def test_resuming_next_to_a_truncated_sweep_names_it(tmp_path, capsys):
+    exp = EXPS["exp2"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sweep.json").write_text('{"rows": [{"form": "fl')
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 1
+    assert_one_fault_line(capsys.readouterr().err, str(tmp_path / "results" / "sweep.json"), "unreadable")
+    assert not (tmp_path / "checkpoints").exists()  # refused before training
+
+
+def test_full_disk_publishes_nothing_and_the_same_command_resumes(reference, tmp_path, capsys, monkeypatch):
+    """A disk that fills up while the results are staged (a patched write: a small tmpfs needs root)."""
+    exp, write = EXPS["exp2"], runs.atomic_write_bytes
+
+    def full_when_staging(path, data):
+        with naming(path):
+            if ".staging" in Path(path).parts:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", full_when_staging)
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 1
+    assert_one_fault_line(capsys.readouterr().err, "no space left on device", str(tmp_path / ".staging"),
+                          "nothing was published", "same command")
+    assert published(tmp_path) == []
+    monkeypatch.setattr(runs, "atomic_write_bytes", write)
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0
+    assert comparable(read_metrics(tmp_path), tmp_path) == comparable(read_metrics(reference("exp2")), reference("exp2"))
+    assert not (tmp_path / ".staging").exists()
+
+
+def test_ctrl_c_prints_one_line_and_the_same_command_resumes(reference, tmp_path, capsys, monkeypatch):
+    exp = EXPS["exp2"]
+    module = importlib.import_module(f"{exp.folder}.run_experiment")
+    monkeypatch.setattr(module, "write_results", mock.Mock(side_effect=KeyboardInterrupt))  # Ctrl-C while staging
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 130
+    assert_one_fault_line(capsys.readouterr().err, "interrupted", "nothing was published", "same command")
+    assert published(tmp_path) == []
+    monkeypatch.undo()
+    checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").glob("*.pt")}
+    assert checkpoints and exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # resumed, not retrained
+    assert comparable(read_metrics(tmp_path), tmp_path) == comparable(read_metrics(reference("exp2")), reference("exp2"))
+
+
+def test_a_folder_in_the_way_of_a_plot_publishes_nothing(tmp_path, capsys):
+    """A destination the validation does not know (one plot's name) blocked by a folder: every
+    destination is checked before any file moves, so the results stay unpublished too."""
+    exp, blocker = EXPS["exp2"], tmp_path / "plots" / "exp2_true_energy.png"
+    blocker.mkdir(parents=True)
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 1
+    assert_one_fault_line(capsys.readouterr().err, str(blocker), "nothing was published")
+    assert published(tmp_path) == []
+    blocker.rmdir()
+    assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0 and "results/metrics.json" in published(tmp_path)

@@ -1,5 +1,6 @@
 """Run plumbing: atomic writes, JSON conversion, criteria, resumable checkpoints, seeding."""
 
+import errno
 import io
 import json
 import os
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.cli import UnreadableFile, read_npz
 from common.runs import (StagedOutputs, atomic_write_bytes, criterion, format_criteria_table,
                          load_checkpoint_if_matches, load_or_train_batch, numpy_rng, read_checkpoint, read_json,
                          save_checkpoint, seed_everything, to_jsonable, torch_generator, write_json)
@@ -158,3 +160,40 @@ def test_staged_outputs_of_two_live_runs_in_one_folder_do_not_touch_each_other(t
     write_json(staged.results / "metrics.json", {"new": 1})
     assert [p.relative_to(tmp_path).as_posix() for p in staged.publish()] == ["results/metrics.json"]
     assert (other / "results" / "sweep.json").exists() and not (tmp_path / "results" / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("in_the_way", ["plots/a.png", "results"], ids=["a folder at a file", "a file at a folder"])
+def test_publish_moves_nothing_when_a_destination_is_blocked(tmp_path, in_the_way):
+    """A path in the way of one staged file (made after validation) stops publish() before any file
+    moves, naming that path: never a half-published folder."""
+    staged = StagedOutputs(tmp_path)
+    write_json(staged.results / "metrics.json", {"new": 1})
+    write_json(staged.plots / "a.png", {"png": 1})
+    blocker = tmp_path / in_the_way
+    if blocker.suffix:
+        blocker.mkdir(parents=True)
+    else:
+        blocker.write_text("in the way\n")
+    with pytest.raises(OSError) as err:
+        staged.publish()
+    assert err.value.filename == str(tmp_path / in_the_way)
+    assert not (tmp_path / "results" / "metrics.json").exists() and not (tmp_path / "plots" / "a.png").is_file()
+    assert (staged.results / "metrics.json").exists() and (staged.plots / "a.png").exists()  # still staged
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    def full(_fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() / fsync() raise it: no file name
+
+    with mock.patch("common.runs.os.fsync", side_effect=full), pytest.raises(OSError) as err:
+        write_json(tmp_path / "metrics.json", {"value": 1})
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "metrics.json")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"], ids=["empty", "truncated"])
+def test_unreadable_saved_files_are_named(tmp_path, content):
+    for name in ("arrays.npz", "metrics.json"):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UnreadableFile, match=f"{tmp_path / name} is unreadable"):
+            (read_npz if name.endswith(".npz") else read_json)(tmp_path / name)
