@@ -562,6 +562,8 @@ class Exp3Config(RunConfig):
                  "walk_length must be >= model_rollout_steps and coarse_stride")
         _require_memory("the replay distances (layouts x 932^2 bytes)",
                         max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
+        _require(self.energy_family == "propagated" or self.energy_reach == 0,
+                 f"energy_reach {self.energy_reach} needs energy_family propagated (the local energy does not propagate)")
         _require(self.layout_sweep_seeds <= len(self.seeds),
                  f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",

@@ -35,6 +35,7 @@ COMMITTED_EXP2 = str(REPO_ROOT / "exp2_funnel_heatmap")
 TOO_MANY_CPUS = str(available_cpus() + 1)
 
 BAD = [  # (script, flags, what is wrong)
+    ("exp3", ["--energy-family", "local", "--energy-reach", "8"], "a reach for an energy that does not propagate"),
     ("exp1", ["--lr", "inf"], "non-finite float"),
     ("exp1", ["--lr", "-inf"], "non-finite float written like a flag"),
     ("exp1", ["--dt-model", "inf"], "non-finite float"),
