@@ -41,3 +41,25 @@ def test_recomputing_gives_the_same_interval_and_mismatched_tasks_are_refused():
     assert paired_difference(a, b) == paired_difference(a, b)
     with pytest.raises(ValueError, match="shapes"):
         paired_difference(a, b[:, :5])
+
+
+def test_the_committed_paired_differences_recompute_from_the_committed_outcomes():
+    """Anyone can redo the committed comparison: the per-episode outcomes in exp3_arrays.npz give the
+    pooled success and every paired difference of metrics.json exactly."""
+    import json
+
+    from common.config import REPO_ROOT
+    results = REPO_ROOT / "exp3_planning_efficiency" / "results"
+    metrics = json.loads((results / "metrics.json").read_text())
+    arrays = np.load(results / "exp3_arrays.npz")
+    checked = 0
+    for track, entry in metrics["tracks"].items():
+        for planner, per_T in entry["success"].items():
+            for T, row in per_T.items():
+                assert arrays[f"success_{track}_{planner}_T{T}"].mean() == pytest.approx(row["success"], abs=1e-12)
+        for T, rows in entry["paired"].items():
+            helm = arrays[f"success_{track}_helm_T{T}"]
+            for planner, row in rows.items():
+                assert paired_difference(helm, arrays[f"success_{track}_{planner}_T{T}"]) == row
+                checked += 1
+    assert checked >= 3 * 2  # three flat planners at T = 50 and 80 at least
