@@ -6,8 +6,9 @@ the calls it actually computed (cache hits are counted apart, as requests), so a
 episode are exact sums over what ran:
 - a fine transition: encode + fine step + decode;
 - a coarse transition: encode + (coarse step + decode) per member of the coarse ensemble;
-- the goal energy towards a goal or subgoal: its edge-cost CNN, plus Bellman-Ford sweeps, which are
-  additions and minima (no multiplies): reported apart as `sweep_ops` (sweeps x the graph's edges);
+- the goal energy towards a goal or subgoal: its CNN (the propagated energy's edge costs, the local
+  energy's node embeddings), plus, for the propagated one, Bellman-Ford sweeps, which are additions
+  and minima (no multiplies): reported apart as `sweep_ops` (sweeps x the graph's edges);
 - an energy read: one product of the observation's agent planes with the values (4 W H MACs).
 The flat gradient planner: per re-plan, one encode and `gd_step_macs` (forward and backward of one
 relaxed step, measured the same way) times its gradient steps and horizon.
