@@ -11,6 +11,7 @@ Every field is declared with `param(default, help, role, ...)`:
   them, then the experiment's cross-field and memory checks.
 
 `quick` selects a tiny preset for smoke runs; flags given explicitly win over the preset.
+`config` reruns a saved run (its `results/config.json`), `tag` names a run's folder under runs/.
 `python -m common.config exp1 [flags]` prints the resolved config as JSON.
 """
 
@@ -94,15 +95,19 @@ _RUN_FOLDERS: dict[str, Path] = {}  # hash -> folder chosen in this process (the
 
 
 def run_folder(cfg) -> Path:
-    """`runs/<experiment>/<UTC time>-<hash>/`: the newest existing folder of this config's hash (so a
-    rerun resumes there), else a new name."""
-    key = f"{cfg.experiment_folder}/{config_hash(cfg)}"
+    """`runs/<experiment>/<UTC time>-<hash>[-<tag>]/`: the newest existing folder of this config's hash
+    and tag (so a rerun resumes there), else a new name."""
+    name = config_hash(cfg) + (f"-{cfg.tag}" if cfg.tag else "")
+    key = f"{cfg.experiment_folder}/{name}"
     if key not in _RUN_FOLDERS:
         parent = RUNS_ROOT / cfg.experiment_folder
-        existing = sorted(parent.glob(f"*-{config_hash(cfg)}")) if parent.is_dir() else []
+        existing = sorted(parent.glob(f"*-{name}")) if parent.is_dir() else []
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        _RUN_FOLDERS[key] = existing[-1] if existing else parent / f"{stamp}-{config_hash(cfg)}"
+        _RUN_FOLDERS[key] = existing[-1] if existing else parent / f"{stamp}-{name}"
     return _RUN_FOLDERS[key]
+
+
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")  # what `--tag` may be: safe in a folder name, bounded
 
 
 @dataclass
@@ -120,6 +125,13 @@ class RunConfig:
     quick: bool = param(False, "tiny preset for smoke runs (seconds, numbers not meaningful)", "eval")
     out_dir: str = param("", "output folder ('' = the experiment folder for the full default run, "
                          "else runs/<experiment>/<UTC time>-<config hash>/)", "run")
+    config: str = param("", "rerun a saved run: take every model and eval field from this results/config.json, "
+                        "then the flags given explicitly; its run fields (out_dir, tag, quiet, launcher, jobs, ...) "
+                        "are not read, and the run never writes into the folder the file comes from nor into "
+                        "the committed findings ('' = none; not with --quick)", "run")
+    tag: str = param("", "name appended to the run folder: runs/<experiment>/<UTC time>-<config hash>-<tag>/ "
+                     "(1-40 letters, digits, '.', '_', '-'; changes no hash; a tagged full default run goes to "
+                     "runs/ too; not with --out-dir)", "run")
     quiet: bool = param(False, "no progress bars", "run")
     strict: bool = param(False, "exit 1 when a success criterion FAILs (default: exit 0)", "run")
     plots_only: bool = param(False, "redraw every plot from the saved results of this config (no training)",
@@ -145,17 +157,24 @@ class RunConfig:
         """Every field that changes a number has its default value."""
         return identity(self, "model", "eval") == identity(type(self)(), "model", "eval")
 
+    def writes_findings(self) -> bool:
+        """Without `--out-dir`, this run writes the committed findings: the full default run, neither
+        tagged nor a rerun of a saved config."""
+        return self.is_full_default() and not self.tag and not self.config
+
     def output_dir(self) -> Path:
-        """`--out-dir`; else the experiment folder (committed findings) for the full default run,
+        """`--out-dir`; else the experiment folder (committed findings) when `writes_findings()`,
         else this config's folder under runs/ (git-ignored)."""
         if self.out_dir:
             return Path(self.out_dir)
-        return REPO_ROOT / self.experiment_folder if self.is_full_default() else run_folder(self)
+        return REPO_ROOT / self.experiment_folder if self.writes_findings() else run_folder(self)
 
     def validate(self) -> None:
         """Raise ConfigError (one line) on the first bad value; reads the disk, writes nothing."""
         for f in dataclasses.fields(self):
             _check_bounds(f, getattr(self, f.name))
+        _require(not self.tag or TAG.fullmatch(self.tag) is not None, f"--tag {_short(repr(self.tag))}: use 1 to 40 "
+                 "letters, digits, '.', '_' or '-', starting with a letter or digit")
         _require(self.tuning_seed not in self.seeds,
                  f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
         cpus = available_cpus()
@@ -172,6 +191,9 @@ class RunConfig:
             _require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
         out = self.output_dir()
         _require_writable(out)
+        _require(not self.config or out.resolve() != Path(self.config).resolve().parent.parent,
+                 f"--config {_short(self.config)}: the output folder {_short(out)} is the run it comes from, and a "
+                 "rerun never overwrites it; add --tag NAME or --out-dir DIR")
         _require_layout(out, ("results/config.json", *self.saved_for_plots))
         if self.plots_only:
             missing = [name for name in self.saved_for_plots if not (out / name).is_file()]
@@ -226,8 +248,8 @@ def _require_writable(path: Path) -> None:
         raise ConfigError(f"out_dir {_short(path)} cannot be written ({err.strerror})") from None
 
 
-def _short(path: Path) -> str:
-    """A path for a one-line message: a name of absurd length is cut."""
+def _short(path) -> str:
+    """A path (or a name) for a one-line message: a text of absurd length is cut."""
     text = str(path)
     return text if len(text) <= 120 else f"{text[:60]}...{text[-20:]} ({len(text)} characters)"
 
@@ -656,10 +678,68 @@ def _repeated_flags(argv: list[str]) -> list[str]:
     return repeated
 
 
+def _fits(value, elem: type) -> bool:
+    """A JSON value is a valid `elem` (a whole number is a valid float; a bool is no number)."""
+    if elem is float and type(value) is float:
+        return True
+    return type(value) is (int if elem is float else elem) and (type(value) is not int or abs(value) <= 2**62)
+
+
+def _saved_value(f: dataclasses.Field, tp, value, where: str):
+    """A saved config's value of field `f` (type `tp`), checked like the flag's: its type, then its bounds."""
+    is_list = typing.get_origin(tp) is list
+    elem = typing.get_args(tp)[0] if is_list else tp
+    items = value if isinstance(value, list) else [value]
+    _require(isinstance(value, list) == is_list and all(_fits(v, elem) for v in items),
+             f"{where}: {f.name} must be {tp if is_list else elem.__name__}, got {_short(json.dumps(value))}")
+    items = [float(v) for v in items] if elem is float else items
+    value = items if is_list else items[0]
+    try:
+        _check_bounds(f, value)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return value
+
+
+def _saved_fields(config_cls: type, path: str) -> dict:
+    """The number-changing fields (roles model and eval) of the config saved at `path` (a run's
+    `results/config.json`, a JSON object of fields), each checked; a field the file lacks keeps its
+    default (it was added later). Its run fields are not read, but every name must be a field."""
+    where = f"--config {_short(path)}"
+    try:
+        saved = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"{where}: {err.strerror}") from None
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"{where}: not JSON ({err})") from None
+    _require(isinstance(saved, dict), f"{where}: not a saved config (a JSON object of fields)")
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(saved) - set(fields))
+    _require(not unknown, f"{where}: unknown field(s) {_short(', '.join(map(json.dumps, unknown[:4])))} (a config "
+             f"of another experiment, or of another version of {config_cls.__name__}?)")
+    hints = typing.get_type_hints(config_cls)
+    return {name: _saved_value(fields[name], hints[name], saved[name], where)
+            for name in fields_with_role(config_cls, "model", "eval") if name in saved}
+
+
+def _start(config_cls: type, given: dict):
+    """The config the explicit flags then change: the defaults, with the `--quick` preset or a saved config's
+    fields (`--config`: a saved quick run holds its preset's values already, so `--quick` is refused with it)."""
+    cfg = config_cls()
+    if given.get("config"):
+        _require("quick" not in given, "--quick / --no-quick with --config: the saved config holds quick and, for a "
+                 "quick run, its preset's values; drop the flag")
+        return dataclasses.replace(cfg, **_saved_fields(config_cls, given["config"]))
+    if given.get("quick", False):
+        return dataclasses.replace(cfg, quick=True, **cfg.quick_overrides())
+    return cfg
+
+
 def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = None, redraws: bool = True):
     """Build a validated config from the command line; on any error print one line and exit 2.
 
-    Order: dataclass defaults, then the `--quick` preset, then the flags given explicitly. With
+    Order: dataclass defaults, then the `--quick` preset, or with `--config PATH` the model and eval
+    fields saved in PATH (never its run fields: out_dir, tag, ...), then the flags given explicitly. With
     `--dry-run`, print the output folder and exit 0: the checks are the real run's, none other. The
     output folder is resolved here once (a new runs/ folder's name holds the time), so every later
     `cfg.output_dir()` agrees. `redraws` False: the script has no `--plots-only` mode (the sweeps:
@@ -671,11 +751,12 @@ def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = No
     repeated = _repeated_flags(argv)
     if repeated:
         parser.error(f"{repeated[0]} given more than once (contradictory or redundant)")
-    cfg = config_cls()
-    if given.get("quick", False):
-        cfg = dataclasses.replace(cfg, quick=True, **cfg.quick_overrides())
-    cfg = dataclasses.replace(cfg, **given)
+    if given.get("config"):
+        given["config"] = os.path.abspath(given["config"])  # where the rerun came from, recorded in its config.json
     try:
+        cfg = dataclasses.replace(_start(config_cls, given), **given)
+        _require(not (given.get("tag") and "out_dir" in given), "--tag names a folder under runs/; with --out-dir "
+                 "there is none to name (drop one of them)")
         _require(redraws or not cfg.plots_only, "--plots-only: this script has no plots-only mode (run_experiment.py "
                  "--plots-only redraws every figure of the folder, this script's included)")
         cfg.validate()
@@ -683,7 +764,7 @@ def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = No
             _require_given_match_saved(cfg, given)
     except ConfigError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    if not cfg.out_dir and not cfg.is_full_default():
+    if not cfg.out_dir and not cfg.writes_findings():
         cfg = dataclasses.replace(cfg, out_dir=str(cfg.output_dir()))
     if cfg.dry_run:
         kind = " (the committed findings)" if cfg.output_dir() == REPO_ROOT / cfg.experiment_folder else ""
