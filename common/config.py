@@ -530,6 +530,8 @@ class Exp3Config(RunConfig):
     energy_lr: float = param(1e-2, "Adam learning rate of the goal energy (cosine decay)", "model", gt=0)
     energy_push_weight: float = param(10.0, "weight of the goal energy's bonus for distance between pairs "
                                       "(the quasimetric loss)", "model", ge=0)
+    local_push_weight: float = param(300.0, "the same bonus for the local energy (chosen on the tuning seed: "
+                                     "tune.py --tuning-sweep local_push)", "model", ge=0)
     hf_noise_sigma: float = param(0.3, "HELM: HF invariance, feature noise of the energy (x feature std)", "model",
                                   gt=0, le=100)
     # planning
@@ -560,15 +562,19 @@ class Exp3Config(RunConfig):
     depth_cost: float = param(0.001, "added per planned step to the energy, so earlier arrival wins ties", "eval", ge=0)
     budget_scales: list[float] = param([0.25, 0.5], "Pareto: extra budgets (x each planner's samples or gradient "
                                        "steps) evaluated at T = 50 and 80", "eval", gt=0, le=100)
+    map_seeds: list[int] = param([0, 1, 2, 3, 4], "reach_map.py: seeds (each trains a world model and both "
+                                 "energy families)", "eval", ge=0, le=2**32 - 1)
+    map_episodes: int = param(20, "reach_map.py: tasks per seed and horizon (T = 50 and 80; the same tasks for every "
+                              "planner and energy)", "eval", ge=1, le=1000)
     layout_sweep: list[int] = param([10, 100, 1000], "sweep_layouts.py: numbers of training layouts (the total "
                                     "number of random walks stays num_train_layouts x walks_per_layout)", "eval",
                                     ge=1, le=10_000)
     layout_sweep_seeds: int = param(1, "sweep_layouts.py: how many of `seeds` it runs (each point of each seed "
                                     "trains a unit)", "eval", ge=1, le=1000)
     tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, cheaper networks for "
-                              "the runtime budget, shorter energy training, cheaper world-model training, or the "
-                              "energy's reach against the coarse horizon)", "run",
-                              choices=("planning", "runtime", "energy", "world_model", "reach"))
+                              "the runtime budget, shorter energy training, cheaper world-model training, the "
+                              "energy's reach against the coarse horizon, or the local energy's push weight)", "run",
+                              choices=("planning", "runtime", "energy", "world_model", "reach", "local_push"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
@@ -576,7 +582,7 @@ class Exp3Config(RunConfig):
                 "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0], "layout_sweep": [2, 10]}
+                "budget_scales": [2.0], "layout_sweep": [2, 10], "map_seeds": [0, 1], "map_episodes": 2}
 
     def validate(self) -> None:
         super().validate()

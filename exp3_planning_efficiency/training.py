@@ -60,7 +60,9 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
                                                                    numpy_rng(seed, "exp3-model-quality"))})
         else:
             net = build_energy(cfg, device)
-            losses = train_energy(net, replay, dataclasses.replace(cfg, hf_noise_sigma=ENERGIES[name](cfg)),
+            push = cfg.local_push_weight if cfg.energy_family == "local" else cfg.energy_push_weight
+            losses = train_energy(net, replay, dataclasses.replace(cfg, hf_noise_sigma=ENERGIES[name](cfg),
+                                                                   energy_push_weight=push),
                                   numpy_rng(seed, "exp3-energy-batches"),
                                   torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
             quality = lambda: energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))

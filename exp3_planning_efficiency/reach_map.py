@@ -1,0 +1,189 @@
+"""The reach map of Experiment 3: success at T = 50 and 80 against how far the goal energy sees, for
+every planner, on the unseen test layouts, with HELM's paired gain over each flat planner.
+
+    python reach_map.py [--quick] [--jobs 2] [any Exp3Config flag]
+        -> results/reach_map.json, results/exp3_reach_map_arrays.npz, plots/exp3_reach_map.png
+
+The energies, from short-sighted to whole maze (`ENERGIES`): `local` (an embedding distance whose
+nodes see 5 x 5 cells, `energy_family local`), the propagated energy cut at 8 and at 16 Bellman-Ford
+sweeps when planning (`energy_reach`: it sees that many steps from the goal, one flat value beyond),
+and the propagated energy converged (the whole maze). Each seed of `map_seeds` trains one world model
+and both energy families on the training layouts (the reach is a planning setting, so one propagated
+network serves three points), then every planner runs the seed's same `map_episodes` tasks per T at
+every point, so differences between planners and between energies are paired. Seeds run as units
+(`--jobs`); networks and evaluations are checkpointed under checkpoints/map/ and resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from common.cli import command
+from common.config import Exp3Config, identity, parse
+from common.launch import Unit, launch
+from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json, write_npz
+from exp3_planning_efficiency import analyze_planning
+from exp3_planning_efficiency.env_minigrid import Replay
+from exp3_planning_efficiency.evaluation import evaluate_track
+from exp3_planning_efficiency.paired import paired_difference
+from exp3_planning_efficiency.run_experiment import TRACK_KEYS, _inline, layout_sets, mazes_of
+from exp3_planning_efficiency.training import load_networks, load_or_train_unit
+
+PROG = "exp3_planning_efficiency/reach_map.py"
+ENERGIES = {"local": {"energy_family": "local"}, "reach_8": {"energy_reach": 8}, "reach_16": {"energy_reach": 16},
+            "whole_maze": {"energy_reach": 0}}  # name -> change to the config, shortest-sighted first
+HORIZONS = [50, 80]
+PLANNERS = ["helm", "helm_no_coarse", "cem", "flat", "random"]
+FLAT = ("helm_no_coarse", "cem", "flat")
+
+
+def map_config(cfg) -> Exp3Config:
+    """The run's config as the map's units use it: the test layouts, T = 50 and 80, `map_episodes` tasks."""
+    return dataclasses.replace(cfg, tracks=["unseen-layouts"], planners=PLANNERS, planning_horizons=HORIZONS,
+                               num_eval_episodes=cfg.map_episodes, budget_scales=[], energy_family="propagated",
+                               energy_reach=0)
+
+
+def map_unit(cfg, seed: int, device) -> dict:
+    """One seed: its world model and propagated energy, its local energy, every planner at every energy."""
+    cfg = map_config(cfg)
+    checkpoints = cfg.output_dir() / "checkpoints" / "map"
+    sets = layout_sets(cfg)
+    train = mazes_of("spanning", sets["train"], distances=False)[0]
+    mazes, dists = mazes_of("spanning", sets["test"])
+    layouts = f"test/{len(mazes)}"
+    replay = lambda: Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
+    local_cfg = dataclasses.replace(cfg, energy_family="local")
+    propagated = load_or_train_unit(cfg, seed, "layouts", replay, mazes, dists, layouts, ("spectral", "hf"), device,
+                                    checkpoints)
+    local = load_or_train_unit(local_cfg, seed, "layouts", replay, mazes, dists, layouts, ("hf",), device,
+                               checkpoints / "local")
+    nets = load_networks(cfg, propagated, device)
+    local_nets = {"spectral": nets["spectral"], **load_networks(local_cfg, local, device)}
+    out = {"quality": {"world_model": propagated["quality"].get("spectral"), "propagated": propagated["quality"].get("hf"),
+                       "local": local["quality"].get("hf")},
+           "diverged": propagated["diverged"] + [f"local_{name}" for name in local["diverged"]],
+           "training_seconds": {**propagated["seconds"], "local_hf": local["seconds"].get("hf")}, "energies": {}}
+    for name, change in ENERGIES.items():
+        run_cfg = dataclasses.replace(cfg, **change)
+        is_local = name == "local"
+        diverged = bool(local["diverged"]) if is_local else bool(propagated["diverged"])
+        if diverged:
+            continue  # a diverged network's rows stay missing (recorded in "diverged")
+        models = {"world_model": propagated["unit_config"], "energy": local["unit_config"]} if is_local \
+            else propagated["unit_config"]
+        out["energies"][name] = evaluate_track(run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"],
+                                               local_nets if is_local else nets, models, layouts, mazes, dists,
+                                               PLANNERS, checkpoints, device)["success"]
+    return out
+
+
+def summarize(units: dict) -> tuple[dict, dict]:
+    """Per energy, planner and T: success pooled over seeds, per-seed success, seconds and MACs per
+    episode; HELM minus each flat planner as paired differences. -> (summary, outcome arrays)."""
+    seeds = sorted(units)
+    table, outcomes = {}, {}
+    for name in ENERGIES:
+        if not all(name in units[s]["energies"] for s in seeds):
+            continue
+        rows = {}
+        for planner in PLANNERS:
+            for T in map(str, HORIZONS):
+                runs = [units[s]["energies"][name][planner].get(T) for s in seeds]
+                if any(r is None for r in runs):
+                    continue
+                success = np.stack([np.asarray(r["success"], dtype=bool) for r in runs])  # (seeds, tasks)
+                outcomes[f"success_{name}_{planner}_T{T}"] = success.astype(np.uint8)
+                rows.setdefault(planner, {})[T] = {
+                    "success": float(success.mean()), "success_per_seed": success.mean(1).tolist(),
+                    "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
+                    "macs_per_episode": float(np.mean([np.mean(r["macs"]) for r in runs])),
+                    "episodes": int(success.size)}
+        paired = {T: {p: paired_difference(outcomes[f"success_{name}_helm_T{T}"], outcomes[f"success_{name}_{p}_T{T}"])
+                      for p in FLAT if f"success_{name}_{p}_T{T}" in outcomes}
+                  for T in map(str, HORIZONS) if f"success_{name}_helm_T{T}" in outcomes}
+        table[name] = {"success": rows, "paired": paired}
+    return table, outcomes
+
+
+def best_flat(entry: dict, T: str) -> str | None:
+    """The flat planner with the highest success at this point (chosen after the fact: HELM's hardest rival)."""
+    rivals = [p for p in FLAT if T in entry["success"].get(p, {})]
+    return max(rivals, key=lambda p: entry["success"][p][T]["success"]) if rivals else None
+
+
+def format_table(table: dict) -> str:
+    lines = ["energy      T   " + "  ".join(f"{p:>15s}" for p in PLANNERS) + "   HELM - best flat [95% CI]"]
+    for name, entry in table.items():
+        for T in map(str, HORIZONS):
+            cells = [entry["success"].get(p, {}).get(T) for p in PLANNERS]
+            text = "  ".join(f"{c['success']:5.2f} {c['seconds_per_episode']:5.2f}s" if c else f"{'-':>15s}"
+                             for c in cells)
+            rival = best_flat(entry, T)
+            gain = entry["paired"].get(T, {}).get(rival)
+            gain_text = f"{gain['difference']:+.2f} [{gain['ci95'][0]:+.2f}, {gain['ci95'][1]:+.2f}] vs {rival}" \
+                if gain else "-"
+            lines.append(f"{name:10s} {T:>3s}  {text}   {gain_text}")
+    return "\n".join(lines)
+
+
+def plot_map(saved: dict, path) -> object:
+    """Success against the energy's reach per planner (top), HELM's paired gain over the best flat
+    planner with its 95 % interval (bottom); one column per T."""
+    import matplotlib.pyplot as plt
+    from common.viz_utils import save
+    table = saved["energies"]
+    names = list(table)
+    x = np.arange(len(names))
+    fig, axes = plt.subplots(2, len(HORIZONS), figsize=(5.5 * len(HORIZONS), 7), sharex=True, squeeze=False)
+    for col, T in enumerate(map(str, HORIZONS)):
+        top, bottom = axes[0, col], axes[1, col]
+        for planner in PLANNERS:
+            rows = [table[n]["success"].get(planner, {}).get(T) for n in names]
+            if all(r is None for r in rows):
+                continue
+            mean = [r["success"] if r else np.nan for r in rows]
+            low = [min(r["success_per_seed"]) if r else np.nan for r in rows]
+            high = [max(r["success_per_seed"]) if r else np.nan for r in rows]
+            line, = top.plot(x, mean, marker="o", label=analyze_planning.PLANNER_LABELS.get(planner, planner))
+            top.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
+        top.set(title=f"T = {T}: success (band: seed range)", ylim=(-0.03, 1.03), ylabel="success")
+        gains = [table[n]["paired"].get(T, {}).get(best_flat(table[n], T) or "") for n in names]
+        mean = np.array([g["difference"] if g else np.nan for g in gains])
+        err = np.array([[g["difference"] - g["ci95"][0], g["ci95"][1] - g["difference"]] if g else [np.nan] * 2
+                        for g in gains]).T
+        bottom.errorbar(x, mean, yerr=err, fmt="o", capsize=4, color="black")
+        bottom.axhline(0, color="grey", lw=0.8)
+        bottom.set(title=f"T = {T}: HELM minus the best flat planner (paired, 95 % CI)", ylabel="difference",
+                   ylim=(-1.03, 1.03), xticks=x, xticklabels=[n.replace("_", " ") for n in names])
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    return save(fig, path)
+
+
+@command(PROG)
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(Exp3Config, argv, prog=PROG, redraws=False)
+    cfg = dataclasses.replace(cfg, out_dir=str(cfg.output_dir()))  # the units write where the run does
+    device = setup_torch(cfg)
+    staged, timer = StagedOutputs(cfg.output_dir()), Timer()
+    units = [Unit(f"map/seed{seed}", map_unit, (cfg, seed, device)) for seed in cfg.map_seeds]
+    results = dict(zip(cfg.map_seeds, launch(cfg, units, cfg.output_dir() / "checkpoints" / "launcher",
+                                             inline=lambda named: _inline(cfg, named))))
+    table, outcomes = summarize(results)
+    saved = {"seeds": cfg.map_seeds, "horizons": HORIZONS, "energies": table, "config": identity(cfg, "model", "eval"),
+             "models": {f"seed{s}": {k: r[k] for k in ("quality", "diverged", "training_seconds")}
+                        for s, r in results.items()},
+             "runtime_seconds": timer.seconds()}
+    write_json(staged.results / "reach_map.json", saved)
+    write_npz(staged.results / "exp3_reach_map_arrays.npz", outcomes)
+    plot_map(saved, staged.plots / "exp3_reach_map.png")
+    print(format_table(table))
+    print("\n".join(f"wrote {path}" for path in staged.publish()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
