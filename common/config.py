@@ -473,6 +473,7 @@ class Exp2Config(RunConfig):
 
 EXP3_TRACKS = ("unseen-layouts", "limited-data", "fourrooms")
 EXP3_PLANNERS = ("helm", "helm_no_coarse", "helm_no_spectral", "helm_no_hf", "cem", "flat", "random", "bfs")
+EXP3_DIAGNOSTIC_PLANNERS = ("helm_exact_coarse",)  # references that read the layout; never run by default
 
 
 @dataclass
@@ -538,7 +539,8 @@ class Exp3Config(RunConfig):
     planning_horizons: list[int] = param([10, 20, 30, 50, 80], "task horizons T (BFS distance in (T/2, T])", "eval",
                                          ge=1, le=200)
     num_eval_episodes: int = param(10, "evaluation episodes per horizon per seed and track", "eval", ge=1, le=1000)
-    planners: list[str] = param(list(EXP3_PLANNERS), "planners to evaluate", "eval", choices=EXP3_PLANNERS)
+    planners: list[str] = param(list(EXP3_PLANNERS), "planners to evaluate", "eval",
+                                choices=EXP3_PLANNERS + EXP3_DIAGNOSTIC_PLANNERS)
     replan_every: int = param(4, "every planner re-plans after this many real steps", "eval", ge=1, le=1000)
     coarse_horizon: int = param(5, "HELM: most macro-steps the coarse level plans ahead", "eval", ge=1, le=100)
     helm_num_samples: int = param(64, "HELM: CEM samples per iteration of the coarse level", "eval", ge=1, le=100_000)
@@ -573,8 +575,9 @@ class Exp3Config(RunConfig):
                                     "trains a unit)", "eval", ge=1, le=1000)
     tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, cheaper networks for "
                               "the runtime budget, shorter energy training, cheaper world-model training, the "
-                              "energy's reach against the coarse horizon, or the local energy's push weight)", "run",
-                              choices=("planning", "runtime", "energy", "world_model", "reach", "local_push"))
+                              "energy's reach against the coarse horizon, the local energy's push weight, or the "
+                              "coarse level under the local energy)", "run",
+                              choices=("planning", "runtime", "energy", "world_model", "reach", "local_push", "coarse"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
@@ -582,7 +585,8 @@ class Exp3Config(RunConfig):
                 "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
                 "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
                 "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0], "layout_sweep": [2, 10], "map_seeds": [0, 1], "map_episodes": 2}
+                "budget_scales": [2.0], "layout_sweep": [2, 10],
+                "map_seeds": [0, 1], "map_episodes": 2}
 
     def validate(self) -> None:
         super().validate()

@@ -30,6 +30,7 @@ COLORS = {
     "helm_no_coarse": "#e377c2",
     "helm_no_spectral": "#ff7f0e",
     "helm_no_hf": "#2ca02c",
+    "helm_exact_coarse": "#17becf",
 }
 _FALLBACK = plt.get_cmap("tab10").colors
 

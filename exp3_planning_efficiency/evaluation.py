@@ -25,7 +25,7 @@ import torch
 
 from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
 from exp3_planning_efficiency.compute import call_macs
-from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations, tasks_across_layouts
+from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, FastMaze, goal_observations, tasks_across_layouts
 from exp3_planning_efficiency.planners import GRAPH_PLANNERS, GraphView, LazyGraph, flat_gd
 
 
@@ -39,6 +39,41 @@ def bfs_actions(maze: FastMaze, cell_dist: np.ndarray, pose: int, goal_cell: int
     return np.asarray(actions)
 
 
+class ExactCoarseGraph(LazyGraph):
+    """A diagnostic reference, not a method: `LazyGraph` whose coarse transitions are the true ones (it
+    reads each episode's layout, `maze_of` (B,) FastMazes), so HELM's coarse level searches without
+    model error. Calls and MACs are counted as the learned coarse transition's."""
+
+    def __init__(self, model, energy, goal_codes: np.ndarray, device, reach: int | None = None, maze_of=()):
+        super().__init__(model, energy, goal_codes, device, reach)
+        self.maze_of = list(maze_of)
+
+    @torch.no_grad()
+    def coarse(self, rows, ids, macros):
+        rows = rows[:, None].expand_as(ids)
+        missing = self.coarse_next[rows, ids, macros] < 0
+        if missing.any():
+            triples = torch.unique(torch.stack([rows[missing], ids[missing], macros[missing]], 1), dim=0)
+            b, i, m = triples.cpu().numpy().T
+            np.add.at(self.computed["coarse"], b, 1)
+            actions = self.macros[torch.as_tensor(m, device=self.device)].argmax(-1).cpu().numpy()  # (n, k)
+            codes = np.stack([self.true_next(episode, code, seq)
+                              for episode, code, seq in zip(b, self.codes[b, i], actions)])
+            self.coarse_next[triples[:, 0], triples[:, 1], triples[:, 2]] = torch.as_tensor(self.ids_of(b, codes),
+                                                                                            device=self.device)
+        self._count(rows, len(self.model.coarse))
+        return self.coarse_next[rows, ids, macros]
+
+    def true_next(self, episode: int, code: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The observation after `actions` from the observation `code` (W, H), in the true layout."""
+        maze = self.maze_of[episode]
+        x, y = np.argwhere(code >= FIRST_AGENT_CODE)[0]
+        pose = maze.pose_index[x, y, code[x, y] - FIRST_AGENT_CODE]
+        for a in actions:
+            pose = maze.next_pose[pose, a]
+        return maze.codes(maze.poses[pose][None])[0]
+
+
 def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists: list[np.ndarray],
                  layouts: np.ndarray, starts: np.ndarray, goal_cells: np.ndarray, horizon: int, cfg,
                  generator: torch.Generator, device, per_call: dict | None = None) -> dict:
@@ -50,7 +85,11 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
     goal_index = np.array([int(np.flatnonzero((m.cells == g).all(1))[0]) for m, g in zip(maze_of, goal_cells)])
     goal_codes = np.stack([goal_observations(m, g[None])[0] for m, g in zip(maze_of, goal_cells)])
     reach = cfg.energy_reach or None
-    graph = LazyGraph(model, energy, goal_codes, device, reach) if planner in GRAPH_PLANNERS else None
+    graph = None
+    if planner == "helm_exact_coarse":
+        graph = ExactCoarseGraph(model, energy, goal_codes, device, reach, maze_of)
+    elif planner in GRAPH_PLANNERS:
+        graph = LazyGraph(model, energy, goal_codes, device, reach)
     cost = per_call or dict.fromkeys(("encode", "fine", "coarse", "values", "read", "sweep_ops", "gd_step"), 0)
     macs, sweep_ops = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
     if planner == "flat":
@@ -116,7 +155,7 @@ PLANNER_FIELDS = {
     "cem": ("cem_horizon", "cem_num_samples", "cem_num_iters", "cem_elite_frac"),
     "flat": ("gd_steps", "gd_lr", "gumbel_tau", "softmin_temperature"),
     "random": (), "bfs": ()}
-PLANNER_FIELDS |= {"helm_no_spectral": PLANNER_FIELDS["helm"], "helm_no_hf": PLANNER_FIELDS["helm"]}
+PLANNER_FIELDS |= {name: PLANNER_FIELDS["helm"] for name in ("helm_no_spectral", "helm_no_hf", "helm_exact_coarse")}
 
 
 def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:

@@ -26,6 +26,8 @@ the lowest `energy + depth_cost * steps` along their predicted states, so reachi
   (unsnapped) latent, Gumbel-Softmax relaxed actions, the energy of the relaxed decoded observations;
   executes the argmax actions.
 - `random`: uniform random actions (floor).
+- `helm_exact_coarse`: HELM through `evaluation.ExactCoarseGraph`, whose coarse transitions are the
+  true ones: a diagnostic reference that reads the layout (how much of HELM's result is coarse-model error).
 """
 
 from __future__ import annotations
@@ -334,4 +336,4 @@ def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, gen
 
 
 GRAPH_PLANNERS = {"helm": helm, "helm_no_coarse": helm_no_coarse, "helm_no_spectral": helm, "helm_no_hf": helm,
-                  "cem": cem_planner, "random": random_actions}
+                  "cem": cem_planner, "random": random_actions, "helm_exact_coarse": helm}

@@ -2,7 +2,8 @@
 every planner, on the unseen test layouts, with HELM's paired gain over each flat planner.
 
     python reach_map.py [--quick] [--jobs 2] [any Exp3Config flag]
-        -> results/reach_map.json, results/exp3_reach_map_arrays.npz, plots/exp3_reach_map.png
+        -> results/reach_map.json, results/exp3_reach_map_arrays.npz, plots/exp3_reach_map.png,
+           plots/exp3_reach_map_budgets.png
 
 The energies, from short-sighted to whole maze (`ENERGIES`): `local` (an embedding distance whose
 nodes see 5 x 5 cells, `energy_family local`), the propagated energy cut at 8 and at 16 Bellman-Ford
@@ -10,7 +11,9 @@ sweeps when planning (`energy_reach`: it sees that many steps from the goal, one
 and the propagated energy converged (the whole maze). Each seed of `map_seeds` trains one world model
 and both energy families on the training layouts (the reach is a planning setting, so one propagated
 network serves three points), then every planner runs the seed's same `map_episodes` tasks per T at
-every point, so differences between planners and between energies are paired. Seeds run as units
+every point, so differences between planners and between energies are paired. At the local energy
+every planner also runs at two more budgets (`BUDGETS`), and HELM is compared with the best flat
+planner given at least HELM's planning seconds (`matched_comparison`). Seeds run as units
 (`--jobs`); networks and evaluations are checkpointed under checkpoints/map/ and resume.
 """
 
@@ -21,10 +24,11 @@ import sys
 
 import numpy as np
 
+from common import viz_utils as viz
 from common.cli import command
 from common.config import Exp3Config, identity, parse
 from common.launch import Unit, launch
-from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json, write_npz
+from common.runs import StagedOutputs, Timer, criterion, finish, numpy_rng, setup_torch, write_json, write_npz
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.evaluation import evaluate_track
@@ -38,6 +42,11 @@ ENERGIES = {"local": {"energy_family": "local"}, "reach_8": {"energy_reach": 8},
 HORIZONS = [50, 80]
 PLANNERS = ["helm", "helm_no_coarse", "cem", "flat", "random"]
 FLAT = ("helm_no_coarse", "cem", "flat")
+BUDGET_ENERGY = "local"  # the energy of the compute-matched comparison (the criteria's)
+BUDGETS = {"helm": (0.25, 0.5), "helm_no_coarse": (2.0, 4.0), "cem": (2.0, 4.0), "flat": (0.25, 0.5)}
+"""Extra budgets (x each planner's samples or gradient steps) at BUDGET_ENERGY, so that every planner's
+three budgets span the same range of planning seconds: on the tuning seed HELM plans 4-6x longer than
+CEM and HELM without its coarse level, and the gradient planner about as long as HELM."""
 
 
 def map_config(cfg) -> Exp3Config:
@@ -63,8 +72,8 @@ def map_unit(cfg, seed: int, device) -> dict:
                                checkpoints / "local")
     nets = load_networks(cfg, propagated, device)
     local_nets = {"spectral": nets["spectral"], **load_networks(local_cfg, local, device)}
-    out = {"quality": {"world_model": propagated["quality"].get("spectral"), "propagated": propagated["quality"].get("hf"),
-                       "local": local["quality"].get("hf")},
+    out = {"quality": {"world_model": propagated["quality"].get("spectral"),
+                       "propagated": propagated["quality"].get("hf"), "local": local["quality"].get("hf")},
            "diverged": propagated["diverged"] + [f"local_{name}" for name in local["diverged"]],
            "training_seconds": {**propagated["seconds"], "local_hf": local["seconds"].get("hf")}, "energies": {}}
     for name, change in ENERGIES.items():
@@ -75,9 +84,13 @@ def map_unit(cfg, seed: int, device) -> dict:
             continue  # a diverged network's rows stay missing (recorded in "diverged")
         models = {"world_model": propagated["unit_config"], "energy": local["unit_config"]} if is_local \
             else propagated["unit_config"]
-        out["energies"][name] = evaluate_track(run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"],
-                                               local_nets if is_local else nets, models, layouts, mazes, dists,
-                                               PLANNERS, checkpoints, device)["success"]
+        evaluate = lambda run_cfg, planners: evaluate_track(
+            run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"], local_nets if is_local else nets, models,
+            layouts, mazes, dists, planners, checkpoints, device)
+        out["energies"][name] = evaluate(run_cfg, PLANNERS)["success"]
+        if name == BUDGET_ENERGY:  # the same units at scale 1 come from their checkpoints
+            out["budgets"] = {planner: evaluate(dataclasses.replace(run_cfg, budget_scales=list(scales)),
+                                                [planner])["pareto"][planner] for planner, scales in BUDGETS.items()}
     return out
 
 
@@ -93,26 +106,74 @@ def summarize(units: dict) -> tuple[dict, dict]:
         for planner in PLANNERS:
             for T in map(str, HORIZONS):
                 runs = [units[s]["energies"][name][planner].get(T) for s in seeds]
-                if any(r is None for r in runs):
-                    continue
-                success = np.stack([np.asarray(r["success"], dtype=bool) for r in runs])  # (seeds, tasks)
-                outcomes[f"success_{name}_{planner}_T{T}"] = success.astype(np.uint8)
-                rows.setdefault(planner, {})[T] = {
-                    "success": float(success.mean()), "success_per_seed": success.mean(1).tolist(),
-                    "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
-                    "macs_per_episode": float(np.mean([np.mean(r["macs"]) for r in runs])),
-                    "episodes": int(success.size)}
+                if all(r is not None for r in runs):
+                    rows.setdefault(planner, {})[T] = pool(runs, outcomes, f"success_{name}_{planner}_T{T}")
         paired = {T: {p: paired_difference(outcomes[f"success_{name}_helm_T{T}"], outcomes[f"success_{name}_{p}_T{T}"])
                       for p in FLAT if f"success_{name}_{p}_T{T}" in outcomes}
                   for T in map(str, HORIZONS) if f"success_{name}_helm_T{T}" in outcomes}
         table[name] = {"success": rows, "paired": paired}
+    if BUDGET_ENERGY in table and all("budgets" in units[s] for s in seeds):
+        table[BUDGET_ENERGY]["budgets"] = budgets = {
+            planner: {f"{scale:g}": {T: pool([units[s]["budgets"][planner][scale][T] for s in seeds], outcomes,
+                                          f"success_{BUDGET_ENERGY}_{planner}_x{scale:g}_T{T}")
+                                     for T in map(str, HORIZONS)}
+                      for scale in scales} for planner, scales in BUDGETS.items()}
+        table[BUDGET_ENERGY]["matched"] = {T: matched_comparison(table[BUDGET_ENERGY], budgets, outcomes, T)
+                                           for T in map(str, HORIZONS)}
     return table, outcomes
+
+
+def pool(runs: list[dict], outcomes: dict, key: str) -> dict:
+    """One planner's runs at one point, one per seed: success pooled and per seed, seconds and MACs per
+    episode; its outcomes (seeds, tasks) go to outcomes[key]."""
+    success = np.stack([np.asarray(r["success"], dtype=bool) for r in runs])  # (seeds, tasks)
+    outcomes[key] = success.astype(np.uint8)
+    return {"success": float(success.mean()), "success_per_seed": success.mean(1).tolist(),
+            "seconds_per_episode": float(np.mean([r["plan_seconds_per_episode"] for r in runs])),
+            "macs_per_episode": float(np.mean([np.mean(r["macs"]) for r in runs])), "episodes": int(success.size)}
+
+
+def matched_comparison(entry: dict, budgets: dict, outcomes: dict, T: str) -> dict:
+    """HELM (its default budget) against the best flat planner given at least HELM's planning seconds:
+    each flat planner at the cheapest of its budgets that plans as long as HELM per episode (its largest
+    if none does), the most successful of those; the paired difference on the same tasks."""
+    helm_seconds = entry["success"]["helm"][T]["seconds_per_episode"]
+    candidates = []
+    for planner in FLAT:
+        runs = {"1": entry["success"][planner][T], **{scale: rows[T] for scale, rows in budgets[planner].items()}}
+        long_enough = [scale for scale, row in runs.items() if row["seconds_per_episode"] >= helm_seconds]
+        scale = min(long_enough, key=lambda k: runs[k]["seconds_per_episode"]) if long_enough \
+            else max(runs, key=lambda k: runs[k]["seconds_per_episode"])
+        candidates.append((runs[scale]["success"], planner, scale, runs[scale]["seconds_per_episode"]))
+    _, planner, scale, seconds = max(candidates)
+    rival = f"success_{BUDGET_ENERGY}_{planner}_T{T}" if scale == "1" \
+        else f"success_{BUDGET_ENERGY}_{planner}_x{scale}_T{T}"
+    return {"rival": planner, "rival_scale": float(scale), "rival_seconds_per_episode": seconds,
+            "helm_seconds_per_episode": helm_seconds, "at_least_helms_seconds": seconds >= helm_seconds,
+            **paired_difference(outcomes[f"success_{BUDGET_ENERGY}_helm_T{T}"], outcomes[rival])}
 
 
 def best_flat(entry: dict, T: str) -> str | None:
     """The flat planner with the highest success at this point (chosen after the fact: HELM's hardest rival)."""
     rivals = [p for p in FLAT if T in entry["success"].get(p, {})]
     return max(rivals, key=lambda p: entry["success"][p][T]["success"]) if rivals else None
+
+
+def criteria(table: dict) -> list:
+    """The stage's targets on the test layouts (missing data, or a condition not met, FAILs)."""
+    local, whole = table.get("local", {"success": {}}), table.get("whole_maze", {"success": {}})
+    helm = lambda entry, T: entry["success"].get("helm", {}).get(str(T), {}).get("success")
+    rows = []
+    for T in HORIZONS:
+        matched = local.get("matched", {}).get(str(T))
+        fair = matched is not None and matched["at_least_helms_seconds"] and matched["ci95"][0] > 0
+        rows.append(criterion(f"local energy: HELM minus the best flat planner given HELM's planning seconds at T={T} "
+                              "(paired 95 % CI above 0)", ">= 0.25", matched and matched["difference"],
+                              lambda m, fair=fair: fair and m >= 0.25))
+    rows += [criterion(f"local energy: HELM success at T={T}", f">= {target:.2f}", helm(local, T),
+                       lambda m, target=target: m >= target) for T, target in zip(HORIZONS, (0.6, 0.5))]
+    return rows + [criterion("propagated energy (whole maze): HELM success at T=50", ">= 0.80", helm(whole, 50),
+                             lambda m: m >= 0.8)]
 
 
 def format_table(table: dict) -> str:
@@ -127,18 +188,21 @@ def format_table(table: dict) -> str:
             gain_text = f"{gain['difference']:+.2f} [{gain['ci95'][0]:+.2f}, {gain['ci95'][1]:+.2f}] vs {rival}" \
                 if gain else "-"
             lines.append(f"{name:10s} {T:>3s}  {text}   {gain_text}")
+    for T, m in table.get(BUDGET_ENERGY, {}).get("matched", {}).items():
+        lines.append(f"{BUDGET_ENERGY} T={T}, matched seconds: HELM ({m['helm_seconds_per_episode']:.2f} s) minus "
+                     f"{m['rival']} x{m['rival_scale']:g} ({m['rival_seconds_per_episode']:.2f} s): "
+                     f"{m['difference']:+.2f} [{m['ci95'][0]:+.2f}, {m['ci95'][1]:+.2f}], "
+                     f"McNemar p {m['mcnemar_p']:.3g}")
     return "\n".join(lines)
 
 
 def plot_map(saved: dict, path) -> object:
     """Success against the energy's reach per planner (top), HELM's paired gain over the best flat
     planner with its 95 % interval (bottom); one column per T."""
-    import matplotlib.pyplot as plt
-    from common.viz_utils import save
     table = saved["energies"]
     names = list(table)
     x = np.arange(len(names))
-    fig, axes = plt.subplots(2, len(HORIZONS), figsize=(5.5 * len(HORIZONS), 7), sharex=True, squeeze=False)
+    fig, axes = viz.new_figure(len(HORIZONS), 2, width=5.5, height=3.6)
     for col, T in enumerate(map(str, HORIZONS)):
         top, bottom = axes[0, col], axes[1, col]
         for planner in PLANNERS:
@@ -148,8 +212,8 @@ def plot_map(saved: dict, path) -> object:
             mean = [r["success"] if r else np.nan for r in rows]
             low = [min(r["success_per_seed"]) if r else np.nan for r in rows]
             high = [max(r["success_per_seed"]) if r else np.nan for r in rows]
-            line, = top.plot(x, mean, marker="o", label=analyze_planning.PLANNER_LABELS.get(planner, planner))
-            top.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
+            top.plot(x, mean, marker="o", color=viz.color(planner), label=analyze_planning.PLANNER_LABELS[planner])
+            top.fill_between(x, low, high, color=viz.color(planner), alpha=0.12)
         top.set(title=f"T = {T}: success (band: seed range)", ylim=(-0.03, 1.03), ylabel="success")
         gains = [table[n]["paired"].get(T, {}).get(best_flat(table[n], T) or "") for n in names]
         mean = np.array([g["difference"] if g else np.nan for g in gains])
@@ -157,10 +221,26 @@ def plot_map(saved: dict, path) -> object:
                         for g in gains]).T
         bottom.errorbar(x, mean, yerr=err, fmt="o", capsize=4, color="black")
         bottom.axhline(0, color="grey", lw=0.8)
-        bottom.set(title=f"T = {T}: HELM minus the best flat planner (paired, 95 % CI)", ylabel="difference",
+        bottom.set(title=f"T = {T}: HELM minus best flat planner (paired 95 % CI)", ylabel="difference",
                    ylim=(-1.03, 1.03), xticks=x, xticklabels=[n.replace("_", " ") for n in names])
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    return save(fig, path)
+    return viz.save(fig, path)
+
+
+def plot_budgets(saved: dict, path) -> object:
+    """Success against planning seconds per episode, every planner at its three budgets (BUDGET_ENERGY)."""
+    entry = saved["energies"][BUDGET_ENERGY]
+    fig, axes = viz.new_figure(len(HORIZONS), 1, width=5.5, height=4.0)
+    for ax, T in zip(axes[0], map(str, HORIZONS)):
+        for planner in BUDGETS:
+            rows = [entry["success"][planner][T]] + [per_T[T] for per_T in entry["budgets"][planner].values()]
+            rows.sort(key=lambda r: r["seconds_per_episode"])
+            ax.plot([r["seconds_per_episode"] for r in rows], [r["success"] for r in rows], marker="o",
+                    color=viz.color(planner), label=analyze_planning.PLANNER_LABELS[planner])
+        ax.set(xscale="log", title=f"{BUDGET_ENERGY} energy, T = {T}: three budgets each", ylim=(-0.03, 1.03),
+               xlabel="planning seconds per episode", ylabel="success")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    return viz.save(fig, path)
 
 
 @command(PROG)
@@ -177,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
              "models": {f"seed{s}": {k: r[k] for k in ("quality", "diverged", "training_seconds")}
                         for s, r in results.items()},
              "runtime_seconds": timer.seconds()}
+    checks = criteria(table)
+    saved["criteria"] = [dataclasses.asdict(c) for c in checks]
     write_json(staged.results / "reach_map.json", saved)
     write_npz(staged.results / "exp3_reach_map_arrays.npz", outcomes)
     plot_map(saved, staged.plots / "exp3_reach_map.png")
+    if "budgets" in table.get(BUDGET_ENERGY, {}):
+        plot_budgets(saved, staged.plots / "exp3_reach_map_budgets.png")
     print(format_table(table))
-    print("\n".join(f"wrote {path}" for path in staged.publish()))
-    return 0
+    return finish(cfg, checks, staged.publish(), timer.seconds())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Tuning sweep of Experiment 3: the tuning seed, trained on the training layouts, evaluated on the
 tuning layouts (disjoint from the test layouts, which nothing here sees).
 
-    python tune.py [--tuning-sweep planning|runtime|energy|world_model|reach|local_push] [--quick] [any Exp3Config flag]
+    python tune.py [--tuning-sweep planning|runtime|energy|world_model|reach|local_push|coarse] [--quick]
+                   [any Exp3Config flag]
         -> results/tuning_<sweep>.json
 
 Each variant changes the given config (the defaults unless flags say otherwise) and evaluates HELM,
@@ -32,6 +33,10 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
   weights with another initialization (10 gave 0.53, 30-300 0.70-0.71): the smallest weight within
   0.02 of the best Spearman. (The sweep's own result, 0.46 / 0.49 / 0.45 / 0.52, chose 300; the
   initialization moves the Spearman more than the weight does: 0.41-0.70 over four inits at 30.)
+- `coarse`: a diagnostic of HELM's coarse level under the local energy: the coarse transition with 16
+  or 32 channels (more exact macro-steps), planning 5 or 20 macro-steps ahead, beside
+  `helm_exact_coarse` (the true coarse transitions, a reference that reads the layout) and CEM with
+  horizon 32: is it the coarse model's error or the search that fails?
 The `energy` and `world_model` choices were reverted after the full default run with them (the
 energies and world models of two of the three reported seeds were much worse than the tuning
 seed's; README, tuning sweeps 3-4): a change to how the networks are trained needs more than one
@@ -72,14 +77,20 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
                  for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
               **{f"local_coarse_horizon_{horizon}": {"energy_family": "local", "coarse_horizon": horizon}
                  for horizon in (5, 20)}},
+    "coarse": {**{f"local_coarse_{channels}_channels_horizon_{horizon}": {
+        "energy_family": "local", "coarse_hidden_channels": channels, "coarse_horizon": horizon}
+        for channels in (16, 32) for horizon in (5, 20)},
+        "local_cem_horizon_32": {"energy_family": "local", "cem_horizon": 32}},
 }
+SWEEP_PLANNERS = {"coarse": PLANNERS + ["helm_exact_coarse"]}  # else PLANNERS
 
 
 def variant_unit(base, name: str, change: dict, device) -> Unit:
     """The tuning unit of one variant: the tuning seed's networks (checkpointed under a folder named
     by the model config, so variants that change planning knobs only share them), evaluated on the
     tuning layouts."""
-    cfg = dataclasses.replace(base, **change, planners=PLANNERS, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
+    planners = SWEEP_PLANNERS.get(base.tuning_sweep, PLANNERS)
+    cfg = dataclasses.replace(base, **change, planners=planners, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
                               budget_scales=[])
     models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
     checkpoints = base.output_dir() / "checkpoints" / "tuning" / f"models_{models}"
