@@ -12,8 +12,10 @@ import sys
 
 import numpy as np
 
-from common.config import Exp1Config, parse, with_saved_fields
 from common.cli import command, read_json
+from common.cli_parse import parse
+from common.config import Exp1Config
+from common.output_folder import with_saved_fields
 from common.runs import StagedOutputs, Timer, finish, seed_everything, setup_torch, write_results
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays

@@ -20,8 +20,9 @@ import sys
 import numpy as np
 
 from common import viz_utils
-from common.config import Exp1Config, parse
 from common.cli import command
+from common.cli_parse import parse
+from common.config import Exp1Config
 from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)

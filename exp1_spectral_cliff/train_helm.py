@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import identity
+from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import Timer, load_or_train_batch, to_jsonable
 from exp1_spectral_cliff.dataset import make_dataset

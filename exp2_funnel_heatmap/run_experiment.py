@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from common.config import Exp2Config, parse
 from common.cli import command, read_json, read_npz
+from common.cli_parse import parse
+from common.config import Exp2Config
 from common.runs import (StagedOutputs, Timer, criterion, finish, seed_everything, setup_torch, write_npz,
                          write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape

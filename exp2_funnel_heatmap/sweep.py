@@ -13,7 +13,8 @@ import torch
 
 from common import viz_utils
 from common.cli import command
-from common.config import Exp2Config, parse
+from common.cli_parse import parse
+from common.config import Exp2Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load

@@ -22,7 +22,9 @@ import sys
 import numpy as np
 
 from common.cli import command
-from common.config import Exp3Config, identity, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
+from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json, write_npz
 from exp3_planning_efficiency import analyze_planning

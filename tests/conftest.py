@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.config import REPO_ROOT, available_cpus
+from common.config import available_cpus
+from common.output_folder import REPO_ROOT
 
 SCRIPTS = {"exp1": "exp1_spectral_cliff.run_experiment", "exp2": "exp2_funnel_heatmap.run_experiment",
            "exp3": "exp3_planning_efficiency.run_experiment", "sweep1": "exp1_spectral_cliff.sweep_lambda",

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from common.config import (CONFIGS, REPO_ROOT, RUNS_ROOT, ConfigError, Exp1Config, Exp2Config, Exp3Config,
-                           config_hash, fields_with_role, parse)
+from common.cli_parse import parse
+from common.config import CONFIGS, Exp1Config, Exp2Config, Exp3Config
+from common.fields import ConfigError, config_hash, fields_with_role
+from common.output_folder import REPO_ROOT, RUNS_ROOT
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.config import REPO_ROOT, Exp3Config
+from common.config import Exp3Config
+from common.output_folder import REPO_ROOT
 from exp3_planning_efficiency import analyze_planning, run_experiment
 from exp3_planning_efficiency.energy import GoalEnergy
 from exp3_planning_efficiency.env_minigrid import (ENV_ID, FOURROOMS_ID, NUM_ACTIONS, FastMaze, Replay,

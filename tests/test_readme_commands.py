@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 
 READMES = ["README.md", "exp1_spectral_cliff/README.md", "exp2_funnel_heatmap/README.md",
            "exp3_planning_efficiency/README.md"]

@@ -36,7 +36,9 @@ import pytest
 
 from common import runs
 from common.cli import naming
-from common.config import CONFIGS, REPO_ROOT, fields_with_role
+from common.config import CONFIGS
+from common.fields import fields_with_role
+from common.output_folder import REPO_ROOT
 from common.runs import read_checkpoint
 
 

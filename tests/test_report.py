@@ -6,7 +6,10 @@ import json
 import pytest
 
 from common import report
-from common.config import REPO_ROOT, Exp2Config, fields_with_role, parse
+from common.cli_parse import parse
+from common.config import Exp2Config
+from common.fields import fields_with_role
+from common.output_folder import REPO_ROOT
 
 README_TEMPLATE = "# Title\n\nintro\n\n## Results\n\n{begin}\nstale text\n{end}\n\n## After\nkept\n"
 
