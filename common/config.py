@@ -137,8 +137,8 @@ class Exp1Config(RunConfig):
     # training
     variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train", "eval",
                                 choices=("flat", "spectral", "hf", "helm"))
-    train_protocol: str = param("short", "short: one model per variant trained on short rollouts; "
-                                "per_horizon: the seed's one model per T trained on T-step rollouts", "model",
+    train_protocol: str = param("short", "short: one model per variant trained on short rollouts; per_horizon: "
+                                "the specification's one model per T trained on T-step rollouts", "model",
                                 choices=("short", "per_horizon"))
     train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)",
                                      "model", ge=1, le=1000)
@@ -247,7 +247,7 @@ class Exp2Config(RunConfig):
     train_margin: float = param(0.1, "training points come from [-(1+m)L, (1+m)L]^2, so the fit holds up to the edge",
                                 "model", ge=0, le=10)
     hf_form: str = param("mollified_target", "HELM loss: mollified_target (fit E* at x+delta) | "
-                         "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)", "model",
+                         "consistency (the specification's lambda_hf * (E(x+delta) - E(x))^2)", "model",
                          choices=("mollified_target", "consistency"))
     lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency)", "model", ge=0)
     models_per_unit: int = param(0, "models trained together as one batched unit (0: all of a run or sweep in one; "
