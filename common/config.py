@@ -178,8 +178,8 @@ class Exp1Config(RunConfig):
                            "eval", ge=1, le=100_000)
     lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
                                       "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
-    ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed frontier "
-                                    "sweep", "eval", ge=0)
+    ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed "
+                                    "frontier sweep", "eval", ge=0)
     kstep_sweep: list[float] = param([1e-5, 3e-5, 1e-4, 1e-3], "lambda_kstep values of the tuning-seed frontier "
                                      "sweep", "eval", ge=0)
     growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this",
@@ -196,8 +196,9 @@ class Exp1Config(RunConfig):
         super().validate()
         # a trajectory is integrated step after step: burn-in, then dt_model / dt RK4 substeps per model step
         rk4_steps = (self.burn_in_time + self.trajectory_steps * self.dt_model) / self.dt
-        require(rk4_steps <= MAX_RK4_STEPS, f"dt {self.dt}: a trajectory would need {rk4_steps:.3g} RK4 steps in sequence "
-                f"((burn_in_time + trajectory_steps x dt_model) / dt; limit {MAX_RK4_STEPS:.0e}, hours of integration)")
+        require(rk4_steps <= MAX_RK4_STEPS, f"dt {self.dt}: a trajectory would need {rk4_steps:.3g} RK4 steps in "
+                f"sequence ((burn_in_time + trajectory_steps x dt_model) / dt; limit {MAX_RK4_STEPS:.0e}, hours of "
+                "integration)")
         ratio = self.dt_model / self.dt
         require(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6,
                 f"dt_model {self.dt_model} must be a multiple of dt {self.dt} (at least one RK4 step per model step)")
@@ -400,9 +401,10 @@ class Exp3Config(RunConfig):
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
                 "num_fourrooms_layouts": 5, "walks_per_layout": 10, "limited_data_walks": [100],
-                "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
-                "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
-                "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
+                "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16,
+                "planning_horizons": [10, 50], "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16,
+                "helm_num_iters": 2, "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16,
+                "cem_num_iters": 2, "coarse_horizon": 6,
                 "budget_scales": [2.0], "layout_sweep": [2, 10], "map_seeds": [0, 1], "map_episodes": 2}
 
     def validate(self) -> None:
@@ -412,7 +414,8 @@ class Exp3Config(RunConfig):
         _require_memory("the replay distances (layouts x 932^2 bytes)",
                         max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
         require(self.energy_family == "propagated" or self.energy_reach == 0,
-                f"energy_reach {self.energy_reach} needs energy_family propagated (the local energy does not propagate)")
+                f"energy_reach {self.energy_reach} needs energy_family propagated (the local energy does not "
+                "propagate)")
         require(self.layout_sweep_seeds <= len(self.seeds),
                 f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",

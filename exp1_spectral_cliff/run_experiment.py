@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                    "training": training}
         write_results(cfg, staged.results, "exp1_spectral_cliff", metrics, criteria, timer.seconds(), device)
         for label in ("norm_action", "norm_state"):
-            print(f"\n{label} (median [q25, q75] over seeds x test states)\n" + analysis.norm_table(cfg, summary, label))
+            print(f"\n{label} (median [q25, q75] over seeds x test states)\n"
+                  + analysis.norm_table(cfg, summary, label))
         print("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random actions)\n"
               + analysis.control_table(cfg, summary))
         for key, v in accuracy.items():

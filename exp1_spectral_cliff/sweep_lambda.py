@@ -80,7 +80,8 @@ def measure(cfg, model, data) -> dict:
     log_a, log_s = model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
     rmse1, rmse10 = model_rmse(model, {i: data for i in range(n)}, list(range(n)))
     cols = np.asarray(cfg.horizons) - 1
-    med = lambda x: np.median(np.exp(x[:, :, cols]), axis=1)  # (n, H)
+    def med(x):
+        return np.median(np.exp(x[:, :, cols]), axis=1)  # (n, H)
     return {"norm_action": med(log_a), "norm_state": med(log_s), "rmse_1step": rmse1, "rmse_10step": rmse10}
 
 

@@ -54,7 +54,8 @@ def run_sweep(cfg, device) -> dict:
                      "rmse_to_own_mollified_over_A": float(((E[m] - E_moll) ** 2).mean().sqrt() / p.A),
                      "final_train_loss": float(final_loss[m])})
     sig = cfg.sweep_sigmas
-    exact = basin_coverage(lambda z: torch.stack([energy_grad(z[i], p, s) for i, s in enumerate(sig)]), p, cfg, len(sig))
+    exact = basin_coverage(lambda z: torch.stack([energy_grad(z[i], p, s) for i, s in enumerate(sig)]), p, cfg,
+                           len(sig))
     true = basin_coverage(lambda z: energy_grad(z, p), p, cfg, 1)
     return {"tuning_seed": cfg.tuning_seed, "rows": rows,
             "exact_mollified": [{"sigma": s, "coverage": float(c)} for s, c in zip(sig, exact["coverage"])],

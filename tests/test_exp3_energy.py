@@ -34,7 +34,8 @@ def test_goal_energy_values_are_the_shortest_paths_of_its_learned_graph():
     with torch.no_grad():
         move, switch = (c.numpy()[0] for c in energy.edge_costs(x[:, 0]))
     C, W, H = 4, maze.width, maze.height
-    node = lambda layer, c, i, j: ((layer * C + c) * W + i) * H + j  # layer 0: nodes, 1: after a switch
+    def node(layer, c, i, j):
+        return ((layer * C + c) * W + i) * H + j  # layer 0: nodes, 1: after a switch
     edges = []  # (from, to, cost), walked from the start towards the goal
     for c in range(C):
         for i in range(W):
@@ -82,7 +83,8 @@ def test_bellman_ford_backward_equals_autograd_through_the_sweeps_bit_for_bit(in
     g = torch.Generator().manual_seed(0)
     B, C, W, H = 3, 4, 7, 6
     if integer_costs:
-        move, switch = torch.randint(1, 3, (B, C, 9, W, H), generator=g), torch.randint(0, 2, (B, C, C, W, H), generator=g)
+        move = torch.randint(1, 3, (B, C, 9, W, H), generator=g)
+        switch = torch.randint(0, 2, (B, C, C, W, H), generator=g)
         move, switch = move.float(), switch.float()
     else:
         move, switch = torch.rand(B, C, 9, W, H, generator=g) * 3, torch.rand(B, C, C, W, H, generator=g)
@@ -134,7 +136,8 @@ def test_goal_energy_learns_the_distances_of_an_unseen_layout_from_replay():
     from types import SimpleNamespace
     from scipy.stats import spearmanr
     from exp3_planning_efficiency.energy import train_energy
-    make = lambda seed: FastMaze(MAZE2, layout_seed=seed)
+    def make(seed):
+        return FastMaze(MAZE2, layout_seed=seed)
     train, test = [make(s) for s in range(20)], [make(s) for s in range(100, 105)]
     cfg = SimpleNamespace(energy_lr=1e-2, energy_train_steps=300, energy_batch_size=16, energy_starts_per_goal=16,
                           hf_noise_sigma=0.0, energy_push_weight=10.0)
@@ -171,7 +174,8 @@ def test_local_energy_is_a_distance_that_a_far_wall_cannot_change(default_maze):
     # distance to the goal does not move; a flip next to the probe does move it
     W, H = goal.shape[-2:]
     i, j = np.meshgrid(np.arange(W), np.arange(H), indexing="ij")
-    far_from = lambda cell: np.maximum(abs(i - cell[0]), abs(j - cell[1])) > RECEPTIVE_RADIUS
+    def far_from(cell):
+        return np.maximum(abs(i - cell[0]), abs(j - cell[1])) > RECEPTIVE_RADIUS
     probe = next(c for c in maze.cells if far_from(goal_cell)[c[0], c[1]] and max(abs(c - goal_cell)) > 6)
     far = np.argwhere(far_from(goal_cell) & far_from(probe))[0]
     near = probe + np.array([1, 0]) if probe[0] + 1 < W else probe - np.array([1, 0])

@@ -223,9 +223,9 @@ def test_tasks_across_layouts_respect_the_band_on_their_own_layout():
     dists = [m.cell_distances() for m in mazes]
     for T in (10, 50, 80):
         layouts, starts, goals, d = tasks_across_layouts(mazes, dists, T, 40, np.random.default_rng(T))
-        for l, s, g, dd in zip(layouts, starts, goals, d):
-            m = mazes[l]
-            assert dists[l][m.pose_index[tuple(s)], cell_idx(m, *g)] == dd and T / 2 < dd <= T
+        for layout, s, g, dd in zip(layouts, starts, goals, d):
+            m = mazes[layout]
+            assert dists[layout][m.pose_index[tuple(s)], cell_idx(m, *g)] == dd and T / 2 < dd <= T
         if T == 80:
             assert 3 not in layouts  # FourRooms has no task that long
     assert len(set(tasks_across_layouts(mazes, dists, 20, 40, np.random.default_rng(0))[0])) == 4
@@ -249,7 +249,8 @@ def test_replay_windows_read_the_observations_of_their_own_layout():
 def test_layouts_are_seeded_connected_and_the_split_is_disjoint():
     train, tuning, test = layout_split(40, 10, 20, split_seed=0)
     assert (train, tuning, test) == layout_split(40, 10, 20, split_seed=0) and len(set(train)) == 40
-    walls = lambda s: tuple(sorted(spanning_tree_gaps(3, 5, s)))
+    def walls(s):
+        return tuple(sorted(spanning_tree_gaps(3, 5, s)))
     sets = [{walls(s) for s in part} for part in (train, tuning, test)]
     assert [len(w) for w in sets] == [40, 10, 20]
     assert not sets[0] & sets[1] and not sets[0] & sets[2] and not sets[1] & sets[2]

@@ -55,7 +55,8 @@ def test_lazy_graph_equals_snapping_the_network_and_counts_requests(default_maze
     assert calls == [] and (graph.evals == 16 + 5 + 5).all()
     # what ran, per episode: the goal's values, one fine transition per distinct action from the start,
     # and macro-action, one read per distinct predicted state (repeats were computed once)
-    distinct = lambda t: [len(set(row.tolist())) for row in t]
+    def distinct(t):
+        return [len(set(row.tolist())) for row in t]
     assert {k: v.tolist() for k, v in graph.computed.items()} == {
         "fine": distinct(actions), "coarse": distinct(macros), "values": [1] * 3, "read": distinct(nxt)}
 
@@ -213,4 +214,5 @@ def test_a_pareto_budget_scales_every_sample_count_of_its_planner():
     assert (helm.helm_num_samples, helm.helm_fine_samples) == (cfg.helm_num_samples // 4, cfg.helm_fine_samples // 4)
     assert scaled(cfg, "cem", 0.5).cem_num_samples == cfg.cem_num_samples // 2
     assert scaled(cfg, "flat", 0.01).gd_steps == 1  # at least one
-    assert dataclasses.replace(scaled(cfg, "helm_no_coarse", 0.5), no_coarse_num_samples=cfg.no_coarse_num_samples) == cfg
+    no_coarse = scaled(cfg, "helm_no_coarse", 0.5)
+    assert dataclasses.replace(no_coarse, no_coarse_num_samples=cfg.no_coarse_num_samples) == cfg

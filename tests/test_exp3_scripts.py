@@ -12,9 +12,10 @@ from exp3_planning_efficiency import analyze_planning, run_experiment
 
 PLOTS = ["exp3_pareto.png", "exp3_success_vs_horizon.png", "exp3_training_curves.png", "exp3_world_model.png"]
 ALL_PLANNERS = ["helm", "helm_no_coarse", "helm_no_spectral", "helm_no_hf", "cem", "flat", "random", "bfs"]
-SHRINK = ["--num-train-layouts", "4", "--walks-per-layout", "5", "--model-train-steps", "5", "--energy-train-steps", "5",
-          "--planning-horizons", "10", "--num-eval-episodes", "2", "--num-test-layouts", "2",
-          "--num-fourrooms-layouts", "2", "--limited-data-walks", "20", "--budget-scales", "2"]
+SHRINK = ["--num-train-layouts", "4", "--walks-per-layout", "5", "--model-train-steps", "5",
+          "--energy-train-steps", "5", "--planning-horizons", "10", "--num-eval-episodes", "2",
+          "--num-test-layouts", "2", "--num-fourrooms-layouts", "2", "--limited-data-walks", "20",
+          "--budget-scales", "2"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -57,7 +58,8 @@ def test_quick_run_writes_plots_and_metrics_for_every_track(quick_run):
     arrays = dict(np.load(quick_run / "results" / "exp3_arrays.npz"))
     assert arrays["spectral_loss_layouts_seed0"].shape == (m["config"]["model_train_steps"],)
     rebuilt = analyze_planning.plot_all(quick_run / "results" / "metrics.json", arrays, quick_run / "replot")
-    assert [p.name for p in rebuilt] == sorted(PLOTS, key=[p.name for p in rebuilt].index) and all(p.exists() for p in rebuilt)
+    assert [p.name for p in rebuilt] == sorted(PLOTS, key=[p.name for p in rebuilt].index)
+    assert all(p.exists() for p in rebuilt)
 
 
 @pytest.mark.slow
@@ -82,8 +84,8 @@ def test_parallel_units_give_the_same_results(tmp_path):
         assert run_experiment.main(["--quick", "--quiet", *SHRINK, "--seeds", "0", "1", *flags,
                                     "--out-dir", str(out)]) == 0
         runs[name] = _metrics(out)
-    without_seconds = lambda d: {k: without_seconds(v) if isinstance(v, dict) else v for k, v in d.items()
-                                 if "seconds" not in k}
+    def without_seconds(d):
+        return {k: without_seconds(v) if isinstance(v, dict) else v for k, v in d.items() if "seconds" not in k}
     for name in ("jobs", "local"):
         assert without_seconds(runs[name]["models"]) == without_seconds(runs["serial"]["models"]), name
         assert without_seconds(runs[name]["tracks"]) == without_seconds(runs["serial"]["tracks"]), name
@@ -108,8 +110,9 @@ def test_worker_processes_end_when_the_main_process_is_killed(tmp_path):
     assert len(children) >= 2, "the workers did not start"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    alive = lambda: [pid for pid in children if os.path.exists(f"/proc/{pid}") and
-                     open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    def alive():
+        return [pid for pid in children if os.path.exists(f"/proc/{pid}") and
+                open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
     deadline = time.monotonic() + 30  # a worker still importing torch exits once its initializer has run
     while alive() and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -149,4 +152,5 @@ def test_layout_sweep_keeps_the_total_walks_and_replots_from_its_json(tmp_path):
         assert 0 <= point["quality"]["energy_spearman"] <= 1 or np.isnan(point["quality"]["energy_spearman"])
     plot = out / "plots" / "exp3_layout_sweep.png"
     assert plot.stat().st_size > 10_000
-    assert analyze_planning.plot_layout_sweep(saved, tmp_path / "replot.png").stat().st_size > 10_000  # from the json alone
+    replot = analyze_planning.plot_layout_sweep(saved, tmp_path / "replot.png")  # from the json alone
+    assert replot.stat().st_size > 10_000

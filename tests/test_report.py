@@ -83,7 +83,8 @@ def _without_presentation(config: dict, config_cls=Exp2Config) -> dict:
 
 
 @pytest.mark.parametrize("argv", [[], ["--quick"], ["--lr", "0.003", "--sweep-sigmas", "0.1", "0.2", "--hf-form",
-                                                    "consistency", "--seeds", "3", "4", "--no-quick", "--device", "cpu"]])
+                                                    "consistency", "--seeds", "3", "4", "--no-quick", "--device",
+                                                    "cpu"]])
 def test_command_flags_reproduce_the_config(argv):
     config = dataclasses.asdict(parse(Exp2Config, argv))
     flags = report.command_flags(json.loads(json.dumps(config)), Exp2Config)
