@@ -4,7 +4,7 @@ Every entry script's `main` is wrapped by `command(prog)`, the one place where f
 validation are turned into a line and an exit code: failed launcher units (the finished ones are
 checkpointed), a saved file that cannot be read (named, with what to do), a disk that is full or a
 path in the way (nothing published: outputs are staged and moved at the very end), and Ctrl-C.
-Bad input never gets here: `common.config.parse` refuses it before any work (exit 2).
+Bad input never gets here: `common.cli_parse.parse` refuses it before any work (exit 2).
 """
 
 from __future__ import annotations

@@ -1,113 +1,36 @@
-"""Experiment configs: one dataclass per experiment, and `parse()` which turns one into a CLI.
+"""Experiment configs: `RunConfig` (the fields every experiment shares) and one dataclass per experiment.
 
-Every field is declared with `param(default, help, role, ...)`:
-- `help` becomes its `--help` text; field `foo_bar` is the flag `--foo-bar VALUE` (lists:
-  `--horizons 5 10 20`, booleans: `--quick` / `--no-quick`);
-- `role` says what the field changes: "model" (what a trained model depends on: a checkpoint's
-  identity), "eval" (what the measurements depend on, given the models) or "run" (only how or
-  where a run is shown: never a number). Checkpoint identity, the run folder's hash and "is this
-  the full default run" are all derived from these roles, never from hand-kept lists;
-- `ge` / `gt` / `le` / `choices` bound the value (each element of a list); `validate()` checks
-  them, then the experiment's cross-field and memory checks.
-
-`quick` selects a tiny preset for smoke runs; flags given explicitly win over the preset.
-`config` reruns a saved run (its `results/config.json`), `tag` names a run's folder under runs/.
+Every field is declared with `common.fields.param(default, help, role, ...)`; `validate()` checks
+the declared bounds, then the experiment's cross-field and memory checks, then the output folder
+(`common.output_folder`). `quick_overrides()` is the `--quick` preset; `common.cli_parse.parse`
+turns a config class into a command line.
 `python -m common.config exp1 [flags]` prints the resolved config as JSON.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import difflib
-import hashlib
 import importlib.util
 import json
-import math
 import os
-import re
 import shutil
 import sys
-import tempfile
-import typing
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import read_json
+from common import output_folder
+from common.cli_parse import parse
+from common.fields import check_bounds, identity, param, require, short
+from common.output_folder import TAG
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RUNS_ROOT = REPO_ROOT / "runs"
-ROLES = ("model", "eval", "run")
 SEED_MAX = 2**32 - 1  # numpy's SeedSequence/legacy seeding range
 MEMORY_LIMIT_GIB = 8.0  # a third of this machine's memory: beyond it, a config is refused up front
 FLOAT32_TINY = 2.0 ** -126  # float32's smallest normal number: below it, values lose their precision
 FLOAT32_EPS = 2.0 ** -23  # float32's relative resolution
-OUTPUT_FOLDERS = ("checkpoints", "results", "plots", ".staging")  # what a run keeps in its output folder
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message is one line meant for the user."""
-
-
-TOO_LARGE = "larger values need hours or more memory than this machine has"
-
-
-def param(default, help: str, role: str, *, ge=None, gt=None, le=None, choices=None, le_why: str = TOO_LARGE):
-    """A dataclass field with a default (lists are copied), help text, role and bounds (`le_why`
-    says why values above `le` are refused)."""
-    assert role in ROLES, role
-    meta = {"help": help, "role": role, "ge": ge, "gt": gt, "le": le, "choices": choices, "le_why": le_why}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def fields_with_role(cfg_or_cls, *roles: str) -> list[str]:
-    """Names of the fields whose declared role is one of `roles`, in declaration order."""
-    return [f.name for f in dataclasses.fields(cfg_or_cls) if f.metadata["role"] in roles]
-
-
-def identity(cfg, *roles: str) -> dict:
-    """{field: value} of the fields with these roles (JSON-safe): what a saved unit depends on."""
-    return json.loads(json.dumps({name: getattr(cfg, name) for name in fields_with_role(cfg, *roles)}))
-
-
-def config_hash(cfg) -> str:
-    """Short hash of every field that changes a number (roles model and eval)."""
-    text = json.dumps(identity(cfg, "model", "eval"), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def with_saved_fields(cfg):
-    """`cfg` with every number-changing field (roles model, eval) taken from the run saved in its
-    output folder (`results/config.json`): what `--plots-only` draws with."""
-    saved = read_json(cfg.output_dir() / "results" / "config.json")
-    names = set(fields_with_role(cfg, "model", "eval")) & set(saved)
-    return dataclasses.replace(cfg, **{name: saved[name] for name in names})
 
 
 def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-_RUN_FOLDERS: dict[str, Path] = {}  # hash -> folder chosen in this process (the name holds a time)
-
-
-def run_folder(cfg) -> Path:
-    """`runs/<experiment>/<UTC time>-<hash>[-<tag>]/`: the newest existing folder of this config's hash
-    and tag (so a rerun resumes there), else a new name."""
-    name = config_hash(cfg) + (f"-{cfg.tag}" if cfg.tag else "")
-    key = f"{cfg.experiment_folder}/{name}"
-    if key not in _RUN_FOLDERS:
-        parent = RUNS_ROOT / cfg.experiment_folder
-        existing = sorted(parent.glob(f"*-{name}")) if parent.is_dir() else []
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        _RUN_FOLDERS[key] = existing[-1] if existing else parent / f"{stamp}-{name}"
-    return _RUN_FOLDERS[key]
-
-
-TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")  # what `--tag` may be: safe in a folder name, bounded
 
 
 @dataclass
@@ -157,138 +80,36 @@ class RunConfig:
         """Every field that changes a number has its default value."""
         return identity(self, "model", "eval") == identity(type(self)(), "model", "eval")
 
-    def writes_findings(self) -> bool:
-        """Without `--out-dir`, this run writes the committed findings: the full default run, neither
-        tagged nor a rerun of a saved config."""
-        return self.is_full_default() and not self.tag and not self.config
-
     def output_dir(self) -> Path:
-        """`--out-dir`; else the experiment folder (committed findings) when `writes_findings()`,
-        else this config's folder under runs/ (git-ignored)."""
-        if self.out_dir:
-            return Path(self.out_dir)
-        return REPO_ROOT / self.experiment_folder if self.writes_findings() else run_folder(self)
+        """This run's output folder (`common.output_folder.output_dir`)."""
+        return output_folder.output_dir(self)
 
     def validate(self) -> None:
         """Raise ConfigError (one line) on the first bad value; reads the disk, writes nothing."""
         for f in dataclasses.fields(self):
-            _check_bounds(f, getattr(self, f.name))
-        _require(not self.tag or TAG.fullmatch(self.tag) is not None, f"--tag {_short(repr(self.tag))}: use 1 to 40 "
-                 "letters, digits, '.', '_' or '-', starting with a letter or digit")
-        _require(self.tuning_seed not in self.seeds,
-                 f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
+            check_bounds(f, getattr(self, f.name))
+        require(not self.tag or TAG.fullmatch(self.tag) is not None, f"--tag {short(repr(self.tag))}: use 1 to 40 "
+                "letters, digits, '.', '_' or '-', starting with a letter or digit")
+        require(self.tuning_seed not in self.seeds,
+                f"tuning_seed {self.tuning_seed} must differ from the reported seeds {self.seeds}")
         cpus = available_cpus()
-        _require(self.num_threads <= cpus, f"num_threads {self.num_threads} is more than this machine's {cpus} CPUs")
-        _require(self.launcher == "slurm" or self.jobs * self.num_threads <= cpus,
-                 f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
+        require(self.num_threads <= cpus, f"num_threads {self.num_threads} is more than this machine's {cpus} CPUs")
+        require(self.launcher == "slurm" or self.jobs * self.num_threads <= cpus,
+                f"jobs x num_threads = {self.jobs * self.num_threads} is more than this machine's {cpus} CPUs")
         if self.launcher != "inline":
-            _require(importlib.util.find_spec("submitit") is not None,
-                     f"--launcher {self.launcher} needs submitit (pip install -r requirements.txt)")
-        _require(self.launcher != "slurm" or shutil.which("sbatch") is not None,
-                 "--launcher slurm: no SLURM on this machine (sbatch not found); use inline or local here")
+            require(importlib.util.find_spec("submitit") is not None,
+                    f"--launcher {self.launcher} needs submitit (pip install -r requirements.txt)")
+        require(self.launcher != "slurm" or shutil.which("sbatch") is not None,
+                "--launcher slurm: no SLURM on this machine (sbatch not found); use inline or local here")
         if self.device == "cuda":
             import torch
-            _require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
-        out = self.output_dir()
-        _require_writable(out)
-        _require(not self.config or out.resolve() != Path(self.config).resolve().parent.parent,
-                 f"--config {_short(self.config)}: the output folder {_short(out)} is the run it comes from, and a "
-                 "rerun never overwrites it; add --tag NAME or --out-dir DIR")
-        _require_layout(out, ("results/config.json", *self.saved_for_plots))
-        if self.plots_only:
-            missing = [name for name in self.saved_for_plots if not (out / name).is_file()]
-            _require(not missing, f"--plots-only: nothing saved for this config in {out} (missing "
-                     f"{', '.join(missing)}); run it without --plots-only first")
-        else:
-            _require_same_config(self, out)
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _check_bounds(f: dataclasses.Field, value) -> None:
-    m, flag = f.metadata, "--" + f.name.replace("_", "-")
-    values = value if isinstance(value, list) else [value]
-    _require(len(values) > 0, f"{flag} must not be empty")
-    # a list field is a set of things to run or measure: a repeated value would be run twice or collapse
-    repeated = [v for i, v in enumerate(values) if v in values[:i]]
-    _require(not repeated, f"{flag} lists {', '.join(map(str, repeated))} more than once (each value is run once)")
-    for v in values:
-        if isinstance(v, float):
-            _require(math.isfinite(v), f"{flag} must be a finite number, got {v}")
-        if m["choices"] is not None:
-            _require(v in m["choices"], f"{flag}: unknown value {v!r} (choose from {', '.join(map(str, m['choices']))})")
-        if m["ge"] is not None:
-            _require(v >= m["ge"], f"{flag} must be >= {m['ge']}, got {v}")
-        if m["gt"] is not None:
-            _require(v > m["gt"], f"{flag} must be > {m['gt']}, got {v}")
-        if m["le"] is not None:
-            _require(v <= m["le"], f"{flag} must be <= {m['le']}, got {v} ({m['le_why']})")
+            require(torch.cuda.is_available(), "device cuda requested but torch sees no CUDA GPU (use --device cpu)")
+        output_folder.check_output_dir(self)
 
 
 def _require_memory(what: str, num_bytes: float) -> None:
     gib = num_bytes / 2**30
-    _require(gib <= MEMORY_LIMIT_GIB, f"{what} would need {gib:.1f} GiB of memory (limit {MEMORY_LIMIT_GIB:g} GiB)")
-
-
-def _require_writable(path: Path) -> None:
-    """The folder exists and is writable, or can be created under a writable ancestor. The probe
-    makes and removes one empty temporary folder, so pseudo file systems (/proc) are caught too."""
-    try:  # resolving meets symlink loops (RuntimeError), a too-long name fails its first stat (OSError)
-        probe = path.resolve()
-        while not probe.exists():
-            probe = probe.parent
-        _require(probe.is_dir(), f"out_dir {path} is not a folder ({probe} is a file)")
-        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".write-probe-"))
-    except RuntimeError as err:
-        raise ConfigError(f"out_dir {_short(path)} cannot be resolved ({err})") from None
-    except OSError as err:
-        raise ConfigError(f"out_dir {_short(path)} cannot be written ({err.strerror})") from None
-
-
-def _short(path) -> str:
-    """A path (or a name) for a one-line message: a text of absurd length is cut."""
-    text = str(path)
-    return text if len(text) <= 120 else f"{text[:60]}...{text[-20:]} ({len(text)} characters)"
-
-
-def _require_layout(out: Path, files: tuple[str, ...]) -> None:
-    """The output folder's own folders are folders and the files a run writes are not folders, so
-    that no path in the way stops a run after its work."""
-    for name in OUTPUT_FOLDERS:
-        _require(not (out / name).exists() or (out / name).is_dir(),
-                 f"out_dir {out}: {out / name} is a file where a run keeps its {name} folder; move it away "
-                 "or choose another --out-dir")
-    for name in files:
-        _require(not (out / name).is_dir(), f"out_dir {out}: {out / name} is a folder where a run writes that "
-                 "file; move it away or choose another --out-dir")
-
-
-def _require_same_config(cfg, out: Path) -> None:
-    """A folder holding another config's results is never overwritten (the committed findings
-    are refreshed only by the full default run). A field the saved config lacks was added later, with
-    a default that does what the code did before: it counts as that default."""
-    saved_path = out / "results" / "config.json"
-    if not saved_path.is_file() or (cfg.is_full_default() and out == REPO_ROOT / cfg.experiment_folder):
-        return
-    saved = read_json(saved_path)
-    new, defaults = identity(cfg, "model", "eval"), identity(type(cfg)(), "model", "eval")
-    differ = sorted(k for k in new if not isinstance(saved, dict) or saved.get(k, defaults[k]) != new[k])
-    _require(not differ, f"out_dir {out} holds results of another config ({', '.join(differ[:4])} differ); "
-             "choose another --out-dir or remove that folder")
-
-
-def _require_given_match_saved(cfg, given: dict) -> None:
-    """`--plots-only` draws with the folder's saved config: a number-changing flag given with it (`--quick`
-    included) that the saved config contradicts asks for plots of another config."""
-    path = cfg.output_dir() / "results" / "config.json"
-    saved = read_json(path) if path.is_file() else {}
-    new = identity(cfg, "model", "eval")
-    differ = sorted(k for k in set(given) & set(new) if isinstance(saved, dict) and k in saved and saved[k] != new[k])
-    _require(not differ, f"--plots-only: out_dir {cfg.output_dir()} holds results of another config "
-             f"({', '.join(differ[:4])} differ); drop those flags to redraw it")
+    require(gib <= MEMORY_LIMIT_GIB, f"{what} would need {gib:.1f} GiB of memory (limit {MEMORY_LIMIT_GIB:g} GiB)")
 
 
 MAX_RK4_STEPS = 1e6  # RK4 steps of one trajectory in sequence (the default config needs 3,500)
@@ -316,8 +137,8 @@ class Exp1Config(RunConfig):
     # training
     variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train", "eval",
                                 choices=("flat", "spectral", "hf", "helm"))
-    train_protocol: str = param("short", "short: one model per variant trained on short rollouts; "
-                                "per_horizon: the seed's one model per T trained on T-step rollouts", "model",
+    train_protocol: str = param("short", "short: one model per variant trained on short rollouts; per_horizon: "
+                                "the specification's one model per T trained on T-step rollouts", "model",
                                 choices=("short", "per_horizon"))
     train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)",
                                      "model", ge=1, le=1000)
@@ -357,8 +178,8 @@ class Exp1Config(RunConfig):
                            "eval", ge=1, le=100_000)
     lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
                                       "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
-    ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed frontier "
-                                    "sweep", "eval", ge=0)
+    ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed "
+                                    "frontier sweep", "eval", ge=0)
     kstep_sweep: list[float] = param([1e-5, 3e-5, 1e-4, 1e-3], "lambda_kstep values of the tuning-seed frontier "
                                      "sweep", "eval", ge=0)
     growth_fit_min_horizon: int = param(20, "growth rate = slope of log-norm vs time over horizons >= this",
@@ -375,20 +196,21 @@ class Exp1Config(RunConfig):
         super().validate()
         # a trajectory is integrated step after step: burn-in, then dt_model / dt RK4 substeps per model step
         rk4_steps = (self.burn_in_time + self.trajectory_steps * self.dt_model) / self.dt
-        _require(rk4_steps <= MAX_RK4_STEPS, f"dt {self.dt}: a trajectory would need {rk4_steps:.3g} RK4 steps in sequence "
-                 f"((burn_in_time + trajectory_steps x dt_model) / dt; limit {MAX_RK4_STEPS:.0e}, hours of integration)")
+        require(rk4_steps <= MAX_RK4_STEPS, f"dt {self.dt}: a trajectory would need {rk4_steps:.3g} RK4 steps in "
+                f"sequence ((burn_in_time + trajectory_steps x dt_model) / dt; limit {MAX_RK4_STEPS:.0e}, hours of "
+                "integration)")
         ratio = self.dt_model / self.dt
-        _require(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6,
-                 f"dt_model {self.dt_model} must be a multiple of dt {self.dt} (at least one RK4 step per model step)")
+        require(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6,
+                f"dt_model {self.dt_model} must be a multiple of dt {self.dt} (at least one RK4 step per model step)")
         fitted = [T for T in self.horizons if T >= self.growth_fit_min_horizon]
-        _require(len(fitted) >= 2, f"growth_fit_min_horizon {self.growth_fit_min_horizon} leaves {len(fitted)} of the "
-                 f"horizons {self.horizons} to fit a growth rate to (it needs 2)")
-        _require(max(self.horizons) <= self.trajectory_steps or self.train_protocol == "short",
-                 "per_horizon training needs trajectory_steps >= max(horizons)")
-        _require(self.train_rollout_steps < self.trajectory_steps,
-                 f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
-        _require(self.num_eval_states <= self.num_test_trajectories,
-                 f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
+        require(len(fitted) >= 2, f"growth_fit_min_horizon {self.growth_fit_min_horizon} leaves {len(fitted)} of the "
+                f"horizons {self.horizons} to fit a growth rate to (it needs 2)")
+        require(max(self.horizons) <= self.trajectory_steps or self.train_protocol == "short",
+                "per_horizon training needs trajectory_steps >= max(horizons)")
+        require(self.train_rollout_steps < self.trajectory_steps,
+                f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        require(self.num_eval_states <= self.num_test_trajectories,
+                f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
         S, T = len(self.seeds), max(self.horizons + self.planning_horizons)
         # float64 states and actions while simulating, float32 copies for training
         _require_memory("the trajectories (seeds x trajectories x steps)",
@@ -426,7 +248,7 @@ class Exp2Config(RunConfig):
     train_margin: float = param(0.1, "training points come from [-(1+m)L, (1+m)L]^2, so the fit holds up to the edge",
                                 "model", ge=0, le=10)
     hf_form: str = param("mollified_target", "HELM loss: mollified_target (fit E* at x+delta) | "
-                         "consistency (the seed's lambda_hf * (E(x+delta) - E(x))^2)", "model",
+                         "consistency (the specification's lambda_hf * (E(x+delta) - E(x))^2)", "model",
                          choices=("mollified_target", "consistency"))
     lambda_hf: float = param(10.0, "weight of the consistency loss (hf_form=consistency)", "model", ge=0)
     models_per_unit: int = param(0, "models trained together as one batched unit (0: all of a run or sweep in one; "
@@ -460,9 +282,9 @@ class Exp2Config(RunConfig):
         # part alone, k/2 ||x||^2 with x uniform on [-L, L]^2, has variance k^2 L^4 2/45 (on a narrow domain
         # float32 rounds cos(w x) to 1, so the ripples add nothing there)
         variance = self.quadratic_k ** 2 * self.domain_half_width ** 4 * 2 / 45
-        _require(FLOAT32_EPS ** 2 * variance >= FLOAT32_TINY,
-                 f"domain_half_width {self.domain_half_width} is too narrow for float32: the energy's variance on it, "
-                 f"{variance:.3g}, times float32's eps^2 is below its smallest normal {FLOAT32_TINY:.3g}")
+        require(FLOAT32_EPS ** 2 * variance >= FLOAT32_TINY,
+                f"domain_half_width {self.domain_half_width} is too narrow for float32: the energy's variance on it, "
+                f"{variance:.3g}, times float32's eps^2 is below its smallest normal {FLOAT32_TINY:.3g}")
         models = 3 * len(self.seeds)  # Flat, HELM and the other HF form per seed, trained as one batch
         width = 2 * self.num_fourier_features + self.hidden_dim * self.num_layers
         _require_memory("a training step (models x batch x width)", models * self.batch_size * width * 4 * 12)
@@ -582,22 +404,23 @@ class Exp3Config(RunConfig):
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,
                 "num_fourrooms_layouts": 5, "walks_per_layout": 10, "limited_data_walks": [100],
-                "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16, "planning_horizons": [10, 50],
-                "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16, "helm_num_iters": 2,
-                "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16, "cem_num_iters": 2, "coarse_horizon": 6,
-                "budget_scales": [2.0], "layout_sweep": [2, 10],
-                "map_seeds": [0, 1], "map_episodes": 2}
+                "model_train_steps": 40, "energy_train_steps": 40, "energy_iterations": 16,
+                "planning_horizons": [10, 50], "num_eval_episodes": 2, "gd_steps": 2, "helm_num_samples": 16,
+                "helm_num_iters": 2, "no_coarse_num_samples": 32, "cem_num_samples": 32, "helm_fine_samples": 16,
+                "cem_num_iters": 2, "coarse_horizon": 6,
+                "budget_scales": [2.0], "layout_sweep": [2, 10], "map_seeds": [0, 1], "map_episodes": 2}
 
     def validate(self) -> None:
         super().validate()
-        _require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
-                 "walk_length must be >= model_rollout_steps and coarse_stride")
+        require(self.walk_length >= max(self.model_rollout_steps, self.coarse_stride),
+                "walk_length must be >= model_rollout_steps and coarse_stride")
         _require_memory("the replay distances (layouts x 932^2 bytes)",
                         max(self.num_train_layouts, *self.layout_sweep) * 932 ** 2)
-        _require(self.energy_family == "propagated" or self.energy_reach == 0,
-                 f"energy_reach {self.energy_reach} needs energy_family propagated (the local energy does not propagate)")
-        _require(self.layout_sweep_seeds <= len(self.seeds),
-                 f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
+        require(self.energy_family == "propagated" or self.energy_reach == 0,
+                f"energy_reach {self.energy_reach} needs energy_family propagated (the local energy does not "
+                "propagate)")
+        require(self.layout_sweep_seeds <= len(self.seeds),
+                f"layout_sweep_seeds {self.layout_sweep_seeds} is more than the {len(self.seeds)} seeds")
         _require_memory("CEM's batched samples (episodes x samples x horizon x 8 bytes x 4)",
                         self.num_eval_episodes * max(self.cem_num_samples, self.no_coarse_num_samples,
                                                      self.helm_num_samples) * max(self.planning_horizons)
@@ -605,182 +428,10 @@ class Exp3Config(RunConfig):
         if not self.plots_only:
             from exp3_planning_efficiency.run_experiment import unservable_horizon  # needs the mazes (torch)
             problem = unservable_horizon(self)
-            _require(problem is None, f"planning_horizons: {problem}")
+            require(problem is None, f"planning_horizons: {problem}")
 
 
 CONFIGS = {"exp1": Exp1Config, "exp2": Exp2Config, "exp3": Exp3Config}
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-# argparse takes "-inf" or "-1e-3" for a flag; this pattern lets it read them as values, so they
-# reach the range checks (and "-inf" is refused as non-finite, not as "expected one argument")
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line and exits 2, with a suggestion for typos."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._negative_number_matcher = _NEGATIVE_NUMBER
-
-    def error(self, message: str) -> typing.NoReturn:
-        if message.startswith("unrecognized arguments"):
-            flags = [opt for action in self._actions for opt in action.option_strings]
-            unknown = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
-            hints = [m for w in unknown for m in difflib.get_close_matches(w.split("=")[0], flags, 1)]
-            if hints:
-                message += f" (did you mean {', '.join(hints)}?)"
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > 2**62:
-        raise argparse.ArgumentTypeError(f"{text} is out of range")
-    return value
-
-
-def _element_type(tp):
-    """The argparse `type` and `nargs` of a field type like int, float, list[int], bool."""
-    nargs = None
-    if typing.get_origin(tp) is list:
-        tp, nargs = typing.get_args(tp)[0], "+"
-    return {float: _finite_float, int: _bounded_int}.get(tp, tp), nargs
-
-
-def build_parser(config_cls: type, prog: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one `--flag` per dataclass field, defaults suppressed."""
-    parser = _OneLineParser(prog=prog, description=config_cls.__doc__, allow_abbrev=False,
-                            argument_default=argparse.SUPPRESS, usage="%(prog)s [--flag VALUE ...] (see --help)")
-    hints = typing.get_type_hints(config_cls)
-    defaults = config_cls()
-    for f in dataclasses.fields(config_cls):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"] + f" (default: {getattr(defaults, f.name)})"
-        tp, nargs = _element_type(hints[f.name])
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            parser.add_argument(flag, type=tp, nargs=nargs, metavar=f.name.upper(), help=help_text)
-    return parser
-
-
-def _repeated_flags(argv: list[str]) -> list[str]:
-    """Flags given more than once (`--quick --no-quick` counts): argparse would let the last win."""
-    seen, repeated = set(), []
-    for word in argv:
-        if word.startswith("--"):
-            name = word[2:].split("=")[0]
-            name = name[3:] if name.startswith("no-") else name
-            if name in seen:
-                repeated.append("--" + name)
-            seen.add(name)
-    return repeated
-
-
-def _fits(value, elem: type) -> bool:
-    """A JSON value is a valid `elem` (a whole number is a valid float; a bool is no number)."""
-    if elem is float and type(value) is float:
-        return True
-    return type(value) is (int if elem is float else elem) and (type(value) is not int or abs(value) <= 2**62)
-
-
-def _saved_value(f: dataclasses.Field, tp, value, where: str):
-    """A saved config's value of field `f` (type `tp`), checked like the flag's: its type, then its bounds."""
-    is_list = typing.get_origin(tp) is list
-    elem = typing.get_args(tp)[0] if is_list else tp
-    items = value if isinstance(value, list) else [value]
-    _require(isinstance(value, list) == is_list and all(_fits(v, elem) for v in items),
-             f"{where}: {f.name} must be {tp if is_list else elem.__name__}, got {_short(json.dumps(value))}")
-    items = [float(v) for v in items] if elem is float else items
-    value = items if is_list else items[0]
-    try:
-        _check_bounds(f, value)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    return value
-
-
-def _saved_fields(config_cls: type, path: str) -> dict:
-    """The number-changing fields (roles model and eval) of the config saved at `path` (a run's
-    `results/config.json`, a JSON object of fields), each checked; a field the file lacks keeps its
-    default (it was added later). Its run fields are not read, but every name must be a field."""
-    where = f"--config {_short(path)}"
-    try:
-        saved = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(f"{where}: {err.strerror}") from None
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ConfigError(f"{where}: not JSON ({err})") from None
-    _require(isinstance(saved, dict), f"{where}: not a saved config (a JSON object of fields)")
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(saved) - set(fields))
-    _require(not unknown, f"{where}: unknown field(s) {_short(', '.join(map(json.dumps, unknown[:4])))} (a config "
-             f"of another experiment, or of another version of {config_cls.__name__}?)")
-    hints = typing.get_type_hints(config_cls)
-    return {name: _saved_value(fields[name], hints[name], saved[name], where)
-            for name in fields_with_role(config_cls, "model", "eval") if name in saved}
-
-
-def _start(config_cls: type, given: dict):
-    """The config the explicit flags then change: the defaults, with the `--quick` preset or a saved config's
-    fields (`--config`: a saved quick run holds its preset's values already, so `--quick` is refused with it)."""
-    cfg = config_cls()
-    if given.get("config"):
-        _require("quick" not in given, "--quick / --no-quick with --config: the saved config holds quick and, for a "
-                 "quick run, its preset's values; drop the flag")
-        return dataclasses.replace(cfg, **_saved_fields(config_cls, given["config"]))
-    if given.get("quick", False):
-        return dataclasses.replace(cfg, quick=True, **cfg.quick_overrides())
-    return cfg
-
-
-def parse(config_cls: type, argv: list[str] | None = None, prog: str | None = None, redraws: bool = True):
-    """Build a validated config from the command line; on any error print one line and exit 2.
-
-    Order: dataclass defaults, then the `--quick` preset, or with `--config PATH` the model and eval
-    fields saved in PATH (never its run fields: out_dir, tag, ...), then the flags given explicitly. With
-    `--dry-run`, print the output folder and exit 0: the checks are the real run's, none other. The
-    output folder is resolved here once (a new runs/ folder's name holds the time), so every later
-    `cfg.output_dir()` agrees. `redraws` False: the script has no `--plots-only` mode (the sweeps:
-    run_experiment.py --plots-only redraws their figures), so the flag is refused, not ignored.
-    """
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(config_cls, prog)
-    given = vars(parser.parse_args(argv))
-    repeated = _repeated_flags(argv)
-    if repeated:
-        parser.error(f"{repeated[0]} given more than once (contradictory or redundant)")
-    if given.get("config"):
-        given["config"] = os.path.abspath(given["config"])  # where the rerun came from, recorded in its config.json
-    try:
-        cfg = dataclasses.replace(_start(config_cls, given), **given)
-        _require(not (given.get("tag") and "out_dir" in given), "--tag names a folder under runs/; with --out-dir "
-                 "there is none to name (drop one of them)")
-        _require(redraws or not cfg.plots_only, "--plots-only: this script has no plots-only mode (run_experiment.py "
-                 "--plots-only redraws every figure of the folder, this script's included)")
-        cfg.validate()
-        if cfg.plots_only:
-            _require_given_match_saved(cfg, given)
-    except ConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    if not cfg.out_dir and not cfg.writes_findings():
-        cfg = dataclasses.replace(cfg, out_dir=str(cfg.output_dir()))
-    if cfg.dry_run:
-        kind = " (the committed findings)" if cfg.output_dir() == REPO_ROOT / cfg.experiment_folder else ""
-        print(f"{parser.prog}: config valid; output folder{kind}: {cfg.output_dir()}")
-        sys.exit(0)
-    return cfg
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,8 @@
 """Exact Jacobians of step functions and of their long rollouts, penalties and Lyapunov exponents.
 
 Conventions: a step function is batched, `step(s_BxD, a_BxA) -> s_BxD` (or `step(s_BxD) -> s_BxD`),
-and its examples do not interact (row b of the output depends only on row b of the inputs). Rollout quantities are computed from the per-step
+and its examples do not interact (row b of the output depends only on row b of the inputs). Rollout
+quantities are computed from the per-step
 Jacobians `J_s = ds_{t+1}/ds_t` and `J_a = ds_{t+1}/da_t` at the visited states, accumulated in
 float64 with rescaling, so that `log ||.||_F` stays exact for horizons in the thousands where the
 plain product overflows float32. No power iteration anywhere: every norm is exact.

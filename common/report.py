@@ -17,7 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from common.config import CONFIGS, REPO_ROOT, fields_with_role
+from common.config import CONFIGS
+from common.fields import fields_with_role
+from common.output_folder import REPO_ROOT
 from common.runs import to_jsonable
 
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"

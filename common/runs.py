@@ -358,7 +358,8 @@ def format_criteria_table(criteria: list[Criterion]) -> str:
              "PASS" if c.passed else "FAIL") for c in criteria]
     header = ("criterion", "target", "measured", "result")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
+    def line(r):
+        return "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
     return "\n".join([line(header), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
 
 

@@ -71,7 +71,8 @@ def _control_stats(cfg, a: dict, p: int, mode: str) -> dict:
     """One planner/mode/horizon of the true-system test: errors, solved fraction, iterations, wall time."""
     seconds = float(a[f"control_seconds_{mode}"][p])
     episodes = int(np.isfinite(a[f"control_error_{mode}"][:, p, 0]).sum()) * a[f"control_error_{mode}"].shape[2]
-    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p]), "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
+    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p]),
+            "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
             "plan_seconds": seconds, "plan_seconds_per_episode": seconds / episodes if episodes else None}
 
 
@@ -151,7 +152,8 @@ def accuracy_cost(summary: dict) -> dict:
 def norm_table(cfg, summary: dict, label: str = "norm_action") -> str:
     """Markdown table: median [q25, q75] of a rollout Jacobian norm per T (rows) and name (columns)."""
     names = [n for n in NAMES if n in summary]
-    fmt = lambda x: "n/a" if x is None else f"{x:.3g}"
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.3g}"
     lines = ["| T | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for T in cfg.horizons:
         cells = [summary[n][label][str(T)] for n in names]
@@ -163,14 +165,16 @@ def norm_table(cfg, summary: dict, label: str = "norm_action") -> str:
 def control_table(cfg, summary: dict) -> str:
     """Markdown table of planning in the true system: per T and planner, solved fraction and median true
     error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode."""
-    fmt = lambda x, f=".3g": "n/a" if x is None else format(x, f)
+    def fmt(x, f=".3g"):
+        return "n/a" if x is None else format(x, f)
     lines = ["| T | planner | solved open | solved closed | error open | error closed | iters open | iters closed "
              "| s/episode closed |", "|---" * 9 + "|"]
     for T in map(str, cfg.planning_horizons):
         for name in [n for n in NAMES if n in summary]:
             o, c = (_get(summary, name, "control", T, m) or {} for m in ("open_loop", "closed_loop"))
             label = "true system (ceiling)" if name == "true" else name
-            lines.append(f"| {T} | {label} | {fmt(o.get('solved_fraction'), '.0%')} | {fmt(c.get('solved_fraction'), '.0%')} "
+            lines.append(f"| {T} | {label} | {fmt(o.get('solved_fraction'), '.0%')} "
+                         f"| {fmt(c.get('solved_fraction'), '.0%')} "
                          f"| {fmt(_get(o, 'true_error', 'median'))} | {fmt(_get(c, 'true_error', 'median'))} "
                          f"| {fmt(_get(o, 'iterations', 'median'))} | {fmt(_get(c, 'iterations', 'median'))} "
                          f"| {fmt(c.get('plan_seconds_per_episode'), '.2g')} |")

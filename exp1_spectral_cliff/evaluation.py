@@ -94,7 +94,8 @@ def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int]
             iters_closed += it
         k = min(cfg.mpc_interval, horizon - t0)
         s, plan = execute(true_step, s, plan[:, :, :k]), plan[:, :, k:]
-    to_np = lambda x: x.detach().cpu().numpy().astype(float)
+    def to_np(x):
+        return x.detach().cpu().numpy().astype(float)
     return {"error_open": to_np(error_open), "error_closed": to_np((s - target).norm(dim=-1)),
             "iters_open": to_np(iters), "iters_closed": to_np(iters_closed),
             "seconds_open": seconds_open, "seconds_closed": seconds_closed}

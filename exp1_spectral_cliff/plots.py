@@ -60,9 +60,11 @@ def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
     and closed loop (solid) per planner's model, the planner on the true system (ceiling) and the floors."""
     fig, axes = viz_utils.new_figure(ncols=2, width=5.5, height=4.0)
     T, tol = cfg.planning_horizons, cfg.planning_tolerance
-    solved = lambda e: [np.nan if not np.isfinite(row).any() else (row[np.isfinite(row)] < tol).mean()
-                        for row in e.transpose(1, 0, 2).reshape(len(T), -1)]
-    median = lambda e: np.nanmedian(e.transpose(1, 0, 2).reshape(len(T), -1), axis=1)
+    def solved(e):
+        return [np.nan if not np.isfinite(row).any() else (row[np.isfinite(row)] < tol).mean()
+                for row in e.transpose(1, 0, 2).reshape(len(T), -1)]
+    def median(e):
+        return np.nanmedian(e.transpose(1, 0, 2).reshape(len(T), -1), axis=1)
     for name in NAMES:
         if name not in arrays:
             continue

@@ -74,7 +74,8 @@ def _random_steps(generators: list[torch.Generator], shape: tuple, device):
     return torch.stack([2 * torch.rand(shape, generator=g) - 1 for g in generators]).to(device)
 
 
-def ftle_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg, generators: list[torch.Generator]) -> torch.Tensor:
+def ftle_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg,
+                 generators: list[torch.Generator]) -> torch.Tensor:
     """Mean of relu(lambda_1 - cfg.ftle_margin)^2 over trajectories from s (E, N, 3). -> (E,)."""
     x = s.detach()
     q = torch.stack([torch.randn(x.shape[1], 3, 1, generator=g) for g in generators]).to(x.device)
@@ -89,7 +90,8 @@ def ftle_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg, 
     return torch.relu(exponent - cfg.ftle_margin).pow(2).mean(dim=1)
 
 
-def kstep_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg, generators: list[torch.Generator]) -> torch.Tensor:
+def kstep_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg,
+                  generators: list[torch.Generator]) -> torch.Tensor:
     """Mean of relu(sigma_max(d s_k / d s_0) - 1)^2 over k-step trajectories from s (E, N, 3). -> (E,)."""
     x = s.detach()
     V = torch.eye(3, device=x.device).expand(*x.shape[:2], 3, 3)

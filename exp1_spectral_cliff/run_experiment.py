@@ -12,8 +12,10 @@ import sys
 
 import numpy as np
 
-from common.config import Exp1Config, parse, with_saved_fields
 from common.cli import command, read_json
+from common.cli_parse import parse
+from common.config import Exp1Config
+from common.output_folder import with_saved_fields
 from common.runs import StagedOutputs, Timer, finish, seed_everything, setup_torch, write_results
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                    "training": training}
         write_results(cfg, staged.results, "exp1_spectral_cliff", metrics, criteria, timer.seconds(), device)
         for label in ("norm_action", "norm_state"):
-            print(f"\n{label} (median [q25, q75] over seeds x test states)\n" + analysis.norm_table(cfg, summary, label))
+            print(f"\n{label} (median [q25, q75] over seeds x test states)\n"
+                  + analysis.norm_table(cfg, summary, label))
         print("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random actions)\n"
               + analysis.control_table(cfg, summary))
         for key, v in accuracy.items():

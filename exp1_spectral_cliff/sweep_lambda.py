@@ -20,8 +20,9 @@ import sys
 import numpy as np
 
 from common import viz_utils
-from common.config import Exp1Config, parse
 from common.cli import command
+from common.cli_parse import parse
+from common.config import Exp1Config
 from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
@@ -79,7 +80,8 @@ def measure(cfg, model, data) -> dict:
     log_a, log_s = model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
     rmse1, rmse10 = model_rmse(model, {i: data for i in range(n)}, list(range(n)))
     cols = np.asarray(cfg.horizons) - 1
-    med = lambda x: np.median(np.exp(x[:, :, cols]), axis=1)  # (n, H)
+    def med(x):
+        return np.median(np.exp(x[:, :, cols]), axis=1)  # (n, H)
     return {"norm_action": med(log_a), "norm_state": med(log_s), "rmse_1step": rmse1, "rmse_10step": rmse10}
 
 

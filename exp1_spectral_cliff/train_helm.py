@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import identity
+from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import Timer, load_or_train_batch, to_jsonable
 from exp1_spectral_cliff.dataset import make_dataset
@@ -29,7 +29,8 @@ VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, Tru
 def variant_lambdas(cfg, variant: str) -> dict:
     """Penalty name (regularizers.PENALTIES) -> weight, of an ablation variant."""
     use_stability, use_hf = VARIANTS[variant]
-    return {"spectral": cfg.lambda_spectral if use_stability else 0.0, "ftle": cfg.lambda_ftle if use_stability else 0.0,
+    return {"spectral": cfg.lambda_spectral if use_stability else 0.0,
+            "ftle": cfg.lambda_ftle if use_stability else 0.0,
             "kstep": cfg.lambda_kstep if use_stability else 0.0, "hf": cfg.lambda_hf if use_hf else 0.0}
 
 
@@ -77,8 +78,9 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: tor
     def train() -> list[dict]:
         label = variant if horizon is None else f"{variant} T={horizon}"
         timer = Timer()
-        model, info = train_members(cfg, [datasets[s] for s in seeds], seeds, [variant_lambdas(cfg, variant)] * len(seeds),
-                                    rollout_steps, desc=f"train {label}", device=device)
+        model, info = train_members(cfg, [datasets[s] for s in seeds], seeds,
+                                    [variant_lambdas(cfg, variant)] * len(seeds), rollout_steps,
+                                    desc=f"train {label}", device=device)
         seconds = timer.seconds() / len(seeds)
         return [{"state": model.member_state(e), "final_loss": float(info["final_loss"][e]),
                  "diverged": bool(info["diverged"][e]), "train_seconds": seconds,

@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from common.config import Exp2Config, parse
 from common.cli import command, read_json, read_npz
+from common.cli_parse import parse
+from common.config import Exp2Config
 from common.runs import (StagedOutputs, Timer, criterion, finish, seed_everything, setup_torch, write_npz,
                          write_results)
 from exp2_funnel_heatmap.energy_functions import Landscape
@@ -60,8 +61,9 @@ def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
         worst = (finite.min() if row.target.startswith(">") else finite.max()) if finite.size else None
         spread.append({"name": row.name, "target": row.target,
                        "median": float(np.median(finite)) if finite.size else None,
-                       "worst": None if worst is None else float(worst), "seeds_passing": sum(rows[j].passed for rows in per_seed),
-                       "seeds": len(seeds), "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
+                       "worst": None if worst is None else float(worst),
+                       "seeds_passing": sum(rows[j].passed for rows in per_seed), "seeds": len(seeds),
+                       "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
                        "per_seed": measured.tolist()})
     return spread
 
@@ -111,7 +113,8 @@ def main(argv=None) -> int:
 def print_spread(spread: list[dict]) -> None:
     print(f"\neach criterion on each seed alone ({spread[0]['seeds']} seeds)")
     print(f"{'criterion':<44}{'target':>14}{'median':>10}{'worst':>10}{'seeds passing':>15}")
-    show = lambda v: "n/a" if v is None else f"{v:.4g}"
+    def show(v):
+        return "n/a" if v is None else f"{v:.4g}"
     for row in spread:
         print(f"{row['name']:<44}{row['target']:>14}{show(row['median']):>10}{show(row['worst']):>10}"
               f"{row['seeds_passing']:>9} / {row['seeds']}")
@@ -123,7 +126,8 @@ def print_table(m: dict) -> None:
         fit = m["fit_error"].get(name)
         rmse = f"{fit['rmse_to_true_over_A']['mean']:.3f}" if fit else "-"
         s = m["spurious_minima"][name]
-        print(f"{name:<28}{100 * c['mean']:>12.1f} +- {100 * c['std']:<4.1f}{s['mean']:>12.1f} +- {s['std']:<4.1f}{rmse:>12}")
+        print(f"{name:<28}{100 * c['mean']:>12.1f} +- {100 * c['std']:<4.1f}"
+              f"{s['mean']:>12.1f} +- {s['std']:<4.1f}{rmse:>12}")
 
 
 if __name__ == "__main__":

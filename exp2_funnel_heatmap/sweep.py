@@ -13,7 +13,8 @@ import torch
 
 from common import viz_utils
 from common.cli import command
-from common.config import Exp2Config, parse
+from common.cli_parse import parse
+from common.config import Exp2Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
@@ -53,7 +54,8 @@ def run_sweep(cfg, device) -> dict:
                      "rmse_to_own_mollified_over_A": float(((E[m] - E_moll) ** 2).mean().sqrt() / p.A),
                      "final_train_loss": float(final_loss[m])})
     sig = cfg.sweep_sigmas
-    exact = basin_coverage(lambda z: torch.stack([energy_grad(z[i], p, s) for i, s in enumerate(sig)]), p, cfg, len(sig))
+    exact = basin_coverage(lambda z: torch.stack([energy_grad(z[i], p, s) for i, s in enumerate(sig)]), p, cfg,
+                           len(sig))
     true = basin_coverage(lambda z: energy_grad(z, p), p, cfg, 1)
     return {"tuning_seed": cfg.tuning_seed, "rows": rows,
             "exact_mollified": [{"sigma": s, "coverage": float(c)} for s, c in zip(sig, exact["coverage"])],

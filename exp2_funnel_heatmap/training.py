@@ -19,7 +19,7 @@ from exp2_funnel_heatmap.energy_functions import Landscape, energy, grid
 from exp2_funnel_heatmap.models import EnergyEnsemble
 from exp2_funnel_heatmap.train_flat import flat_loss
 from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
-from common.config import identity
+from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import load_or_train_batch, progress, to_jsonable, torch_generator
 

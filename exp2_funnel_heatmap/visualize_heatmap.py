@@ -86,7 +86,8 @@ def analyze(model, names: list[str], seeds: list[int], p: Landscape, cfg, device
     analytic = basin_coverage(lambda z: torch.stack([energy_grad(z[0], p), energy_grad(z[1], p, cfg.hf_noise_sigma)]),
                               p, cfg, 2)
     learned = basin_coverage(model.grad, p, cfg, S * V, device)
-    rmse = lambda E, ref: ((E - ref) ** 2).flatten(-2).mean(-1).sqrt()
+    def rmse(E, ref):
+        return ((E - ref) ** 2).flatten(-2).mean(-1).sqrt()
     return {
         "seeds": np.array(seeds), "names": np.array(names), "sigma": np.array(cfg.hf_noise_sigma),
         "ripple_amplitude": np.array(p.A), "axis": axis.numpy(),

@@ -26,7 +26,9 @@ import numpy as np
 
 from common import viz_utils as viz
 from common.cli import command
-from common.config import Exp3Config, identity, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
+from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, criterion, finish, numpy_rng, setup_torch, write_json, write_npz
 from exp3_planning_efficiency import analyze_planning

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import Exp3Config, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
 from common.cli import command, read_npz
 from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, finish, numpy_rng, progress, read_json, setup_torch, write_npz,

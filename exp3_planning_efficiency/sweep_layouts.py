@@ -21,7 +21,8 @@ import sys
 import numpy as np
 
 from common.cli import command
-from common.config import Exp3Config, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.run_experiment import layout_sets, run_units

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import identity
+from common.fields import identity
 from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
 from exp3_planning_efficiency.energy import GoalEnergy, train_energy
 from exp3_planning_efficiency.local_energy import LocalEnergy

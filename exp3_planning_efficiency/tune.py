@@ -51,7 +51,9 @@ import hashlib
 import json
 import sys
 
-from common.config import Exp3Config, identity, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
+from common.fields import identity
 from common.cli import command
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json

@@ -55,7 +55,8 @@ def main():
     torch.set_num_threads(args.threads)
     step = make_step()
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {B}, median of {args.repeats}")
-    print(f"{'T':>5} {'exact (ms)':>11} {'forward (ms)':>13} {'naive (ms)':>11} {'naive/exact':>12} {'exact/forward':>14}")
+    print(f"{'T':>5} {'exact (ms)':>11} {'forward (ms)':>13} {'naive (ms)':>11} {'naive/exact':>12} "
+          f"{'exact/forward':>14}")
     for T in (10, 50, 100, 200):
         torch.manual_seed(T)
         s0, actions = torch.randn(B, STATE), torch.rand(B, T, ACTION) * 2 - 1

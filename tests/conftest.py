@@ -1,11 +1,12 @@
-"""Shared test settings: one torch thread (fastest on the 2-core CI machine); a snapshot of the work tree."""
+"""Shared test settings: one torch thread (fastest on the 2-core CI machine); a snapshot of the work tree;
+Experiment 3's default maze."""
 
 import os
 
 import pytest
 import torch
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -30,3 +31,11 @@ def _repo_files() -> dict[str, tuple[int, int]]:
 def repo_files():
     """A function that snapshots the work tree: compare two calls to see what a command wrote."""
     return _repo_files
+
+
+@pytest.fixture(scope="module")
+def default_maze():
+    """Experiment 3's default maze with its pose and cell distances (once per test module)."""
+    from exp3_planning_efficiency.env_minigrid import FastMaze
+    maze = FastMaze()
+    return maze, maze.pose_distances(), maze.cell_distances()

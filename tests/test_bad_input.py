@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.config import REPO_ROOT, available_cpus
+from common.config import available_cpus
+from common.output_folder import REPO_ROOT
 
 SCRIPTS = {"exp1": "exp1_spectral_cliff.run_experiment", "exp2": "exp2_funnel_heatmap.run_experiment",
            "exp3": "exp3_planning_efficiency.run_experiment", "sweep1": "exp1_spectral_cliff.sweep_lambda",
@@ -113,7 +114,8 @@ BAD = [  # (script, flags, what is wrong)
     ("exp3", ["--quick", "--planning-horizons", "199", "--dry-run"], "a dry run refuses what the run refuses"),
     ("exp3", ["--quick", "--planning-horizons", "199"], "a horizon no task of the test layouts has"),
     ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "199"], "FourRooms alone: an empty table"),
-    ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "80"], "FourRooms alone: no horizon with tasks"),
+    ("exp3", ["--quick", "--tracks", "fourrooms", "--planning-horizons", "80"],
+     "FourRooms alone: no horizon with tasks"),
     ("tune3", ["--quick", "--planning-horizons", "199"], "tuning script: trained and printed {}"),
     ("sweep3", ["--quick", "--planning-horizons", "199"], "layout sweep: trained and printed {}"),
     ("sweep1", ["--plots-only", "--out-dir", EMPTY], "sweep script: --plots-only ignored, trained"),

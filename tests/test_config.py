@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from common.config import (CONFIGS, REPO_ROOT, RUNS_ROOT, ConfigError, Exp1Config, Exp2Config, Exp3Config,
-                           config_hash, fields_with_role, parse)
+from common.cli_parse import parse
+from common.config import CONFIGS, Exp1Config, Exp2Config, Exp3Config
+from common.fields import ConfigError, config_hash, fields_with_role
+from common.output_folder import REPO_ROOT, RUNS_ROOT
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
@@ -152,7 +154,8 @@ def test_exp3_units_depend_on_what_they_read():
                 same = model_unit(changed, 0, source, ["hf"], "t/1") == model_unit(base, 0, source, ["hf"], "t/1")
                 assert same == (f.name in UNUSED_BY_SOURCE[source.split("-")[0]]), (f.name, source)
         for planner, fields in PLANNER_FIELDS.items():
-            same = evaluation_unit(changed, {}, "t/1", 0, planner, 1.0) == evaluation_unit(base, {}, "t/1", 0, planner, 1.0)
+            same = (evaluation_unit(changed, {}, "t/1", 0, planner, 1.0)
+                    == evaluation_unit(base, {}, "t/1", 0, planner, 1.0))
             assert same == (f.name not in EPISODE_FIELDS + fields), (f.name, planner)
     # the eval fields no unit reads: run bookkeeping, or read through the layouts / seed / scale of a unit
     read = set(EPISODE_FIELDS).union(*PLANNER_FIELDS.values())

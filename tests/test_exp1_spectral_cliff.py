@@ -125,7 +125,8 @@ def test_planner_solves_a_tiny_linear_system_exactly():
     gen = torch.Generator().manual_seed(0)
     A = 0.9 * torch.eye(3) + 0.05 * torch.randn(3, 3, generator=gen)
     Bm = torch.eye(3) + 0.1 * torch.randn(3, 3, generator=gen)
-    step = lambda s, a: s @ A.T + a @ Bm.T
+    def step(s, a):
+        return s @ A.T + a @ Bm.T
     s0 = torch.randn(2, 4, 3, generator=gen, dtype=torch.float32)
     true_actions = 0.8 * (2 * torch.rand(2, 4, 3, 3, generator=gen) - 1)
     target = s0
@@ -160,7 +161,8 @@ def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
     assert all(p.stat().st_size > 10_000 for p in plots)
     first = _metrics(tmp_path)
     assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 7
-    assert first["variants"]["true"]["norm_action"]["200"]["median"] > first["variants"]["true"]["norm_action"]["5"]["median"]
+    true_norms = first["variants"]["true"]["norm_action"]
+    assert true_norms["200"]["median"] > true_norms["5"]["median"]
 
     def no_training(*_a, **_k):
         raise AssertionError("a finished unit was retrained")

@@ -60,7 +60,8 @@ def test_local_minima_counts_with_and_without_grid_ties():
 
 def test_gd_on_convex_quadratic_reaches_full_coverage():
     cfg = Exp2Config(basin_grid_resolution=20)
-    convex = lambda x: P.k * x  # gradient of 0.5 k ||x||^2, no ripples
+    def convex(x):
+        return P.k * x  # gradient of 0.5 k ||x||^2, no ripples
     assert float(basin_coverage(convex, P, cfg, 1)["coverage"][0]) == 1.0
     rugged = float(basin_coverage(lambda x: energy_grad(x, P), P, cfg, 1)["coverage"][0])
     assert rugged < 0.15  # plain descent on E* is trapped by the ripples
@@ -102,7 +103,8 @@ def test_more_target_draws_only_lower_the_noise_around_the_mollified_energy():
 def test_batched_training_equals_training_alone():
     cfg = Exp2Config(hidden_dim=16, train_steps=20, batch_size=32, quiet=True)
     helm = ModelSpec("helm", 3, "mollified_target", 0.05)
-    together, _, _ = train_models([ModelSpec("flat", 5, "flat"), helm, ModelSpec("c", 4, "consistency", 0.05, 1.0)], cfg)
+    together, _, _ = train_models([ModelSpec("flat", 5, "flat"), helm, ModelSpec("c", 4, "consistency", 0.05, 1.0)],
+                                  cfg)
     alone, _, _ = train_models([helm], cfg)
     for a, b in zip(together.parameters(), alone.parameters()):
         assert torch.allclose(a[1], b[0], atol=1e-5)
@@ -135,7 +137,8 @@ def test_quick_run_writes_plots_and_metrics_is_deterministic_and_resumes(tmp_pat
     m = _metrics(a)
     assert {"experiment", "config", "seeds", "runtime_seconds", "environment", "criteria"} <= set(m)
     assert set(m["coverage"]) == {"true", "mollified", "flat", "helm", "helm_consistency"}
-    assert len(m["criteria"]) == 7 and len(m["criteria_per_seed"]) == 7 and all(c["measured"] is not None for c in m["criteria"])
+    assert len(m["criteria"]) == 7 and len(m["criteria_per_seed"]) == 7
+    assert all(c["measured"] is not None for c in m["criteria"])
     assert run_experiment.main(["--quick", "--quiet", "--out-dir", str(b)]) == 0  # fresh: retrains
     assert run_experiment.main(["--quick", "--quiet", "--out-dir", str(a)]) == 0  # resumes from checkpoints
     for other in (_metrics(b), _metrics(a)):
@@ -176,7 +179,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, flags):
 
 def test_criteria_on_each_seed_alone_and_their_spread():
     """Seed 8 fails the coverage rows (70 %, 30 points from the exact funnel) and seed 9 the minima row."""
-    stats = lambda values: {"mean": sum(values) / len(values), "per_seed": values}
+    def stats(values):
+        return {"mean": sum(values) / len(values), "per_seed": values}
     m = {"coverage": {"helm": stats([1.0, 0.7, 0.95]), "flat": stats([0.05, 0.05, 0.06]),
                       "mollified": stats([1.0, 1.0, 1.0])},
          "spurious_minima": {"helm": stats([0, 1, 3]), "flat": stats([24, 24, 20])}, "num_basin_starts": 2500}
@@ -192,4 +196,5 @@ def test_criteria_on_each_seed_alone_and_their_spread():
     assert spread["HELM spurious minima (worst seed)"]["worst"] == 3
     assert spread["Flat spurious minima (fewest, over seeds)"]["worst"] == 20
     pooled = {c.name: c for c in run_experiment.criteria_rows(m)}
-    assert pooled["HELM spurious minima (worst seed)"].measured == 3 and not pooled["HELM basin coverage (worst seed)"].passed
+    assert pooled["HELM spurious minima (worst seed)"].measured == 3
+    assert not pooled["HELM basin coverage (worst seed)"].passed

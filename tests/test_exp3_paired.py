@@ -48,7 +48,7 @@ def test_the_committed_paired_differences_recompute_from_the_committed_outcomes(
     pooled success and every paired difference of metrics.json exactly."""
     import json
 
-    from common.config import REPO_ROOT
+    from common.output_folder import REPO_ROOT
     results = REPO_ROOT / "exp3_planning_efficiency" / "results"
     metrics = json.loads((results / "metrics.json").read_text())
     arrays = np.load(results / "exp3_arrays.npz")

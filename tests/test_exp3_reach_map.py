@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 from exp3_planning_efficiency.energy import GoalEnergy
 from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations
 from exp3_planning_efficiency.evaluation import ExactCoarseGraph

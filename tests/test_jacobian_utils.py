@@ -64,7 +64,8 @@ def test_rollout_log_norms_equal_direct_jacobians_for_short_T():
     out = rollout_log_norms(step, s0, actions)
     for t in (1, 3, T):
         for b in range(B):
-            final = lambda s, u: rollout(step, s[None], u[None])[0, -1]
+            def final(s, u):
+                return rollout(step, s[None], u[None])[0, -1]
             J0, Ja = torch.autograd.functional.jacobian(final, (s0[b], actions[b, :t]))
             torch.testing.assert_close(out["log_state"][b, t - 1], torch.log(J0.norm()))
             torch.testing.assert_close(out["log_action"][b, t - 1], torch.log(Ja.norm()))
@@ -77,7 +78,8 @@ def test_linear_map_closed_form_at_T_1000_where_float32_overflows():
     A = (Q @ torch.diag(torch.tensor([1.1, 0.9, 0.5], dtype=torch.float64)) @ Q.T)
     Bm = torch.randn(D, A_dim, dtype=torch.float64)
     A32, B32 = A.float(), Bm.float()
-    step = lambda s, a: s @ A32.T + a @ B32.T
+    def step(s, a):
+        return s @ A32.T + a @ B32.T
     s0, actions = torch.randn(2, D), torch.randn(2, T, A_dim)
 
     assert not torch.isfinite(torch.linalg.matrix_power(A32, T)).all()  # the direct product overflows

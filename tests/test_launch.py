@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import Exp3Config, parse
+from common.cli_parse import parse
+from common.config import Exp3Config
 from common.launch import Unit, UnitsFailed, executor_for, launch
 
 

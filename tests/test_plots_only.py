@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = ["exp1_spectral_cliff", "exp2_funnel_heatmap", "exp3_planning_efficiency"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import REPO_ROOT
+from common.output_folder import REPO_ROOT
 
 READMES = ["README.md", "exp1_spectral_cliff/README.md", "exp2_funnel_heatmap/README.md",
            "exp3_planning_efficiency/README.md"]
@@ -53,7 +53,8 @@ def planned_runs(readme: str) -> list[tuple[Path, list[str]]]:
             assert all((cwd / w).is_file() for w in named), f"{readme}: `{command}` names a missing file"
         elif words[:3] == ["python", "-m", "pytest"]:
             args = words[3:]
-            targets = [w for i, w in enumerate(args) if not w.startswith("-") and (i == 0 or args[i - 1] not in ("-m", "-k"))]
+            targets = [w for i, w in enumerate(args)
+                       if not w.startswith("-") and (i == 0 or args[i - 1] not in ("-m", "-k"))]
             assert all((cwd / w.split("::")[0]).exists() for w in targets), f"{readme}: `{command}`"
         elif words[0] == "python":
             runs.append((cwd, words))

@@ -36,7 +36,9 @@ import pytest
 
 from common import runs
 from common.cli import naming
-from common.config import CONFIGS, REPO_ROOT, fields_with_role
+from common.config import CONFIGS
+from common.fields import fields_with_role
+from common.output_folder import REPO_ROOT
 from common.runs import read_checkpoint
 
 
@@ -58,8 +60,8 @@ class Exp:
 
 EXPS = {
     "exp1": Exp("exp1_spectral_cliff",
-                ["--quick", "--quiet", "--num-train-trajectories", "32", "--train-steps", "20", "--num-eval-states", "4",
-                 "--horizons", "5", "20", "50", "--variants", "flat", "helm"],
+                ["--quick", "--quiet", "--num-train-trajectories", "32", "--train-steps", "20",
+                 "--num-eval-states", "4", "--horizons", "5", "20", "50", "--variants", "flat", "helm"],
                 "flat_seed0.pt", ["--lr", "1e6"]),
     "exp2": Exp("exp2_funnel_heatmap",
                 ["--quick", "--quiet", "--train-steps", "20", "--grid-resolution", "20", "--basin-grid-resolution", "5",
@@ -67,9 +69,10 @@ EXPS = {
                  "--batch-size", "32"],
                 "flat_seed0.pt", ["--lr", "7e5"]),  # sends some of the models (not all) to NaN
     "exp3": Exp("exp3_planning_efficiency",
-                ["--quick", "--quiet", "--tracks", "unseen-layouts", "--num-train-layouts", "4", "--walks-per-layout", "5",
-                 "--model-train-steps", "20", "--energy-train-steps", "20", "--planning-horizons", "10", "20",
-                 "--num-eval-episodes", "2", "--num-test-layouts", "2", "--planners", "flat", "helm", "cem",
+                ["--quick", "--quiet", "--tracks", "unseen-layouts", "--num-train-layouts", "4",
+                 "--walks-per-layout", "5", "--model-train-steps", "20", "--energy-train-steps", "20",
+                 "--planning-horizons", "10", "20", "--num-eval-episodes", "2", "--num-test-layouts", "2",
+                 "--planners", "flat", "helm", "cem",
                  "--helm-num-samples", "8", "--cem-num-samples", "16", "--no-coarse-num-samples", "16"],
                 "models_layouts_seed0.pt", ["--model-lr", "1e6"]),
 }
@@ -98,7 +101,8 @@ def comparable(metrics: dict, out: Path) -> dict:
 
 def assert_outputs_readable(out: Path) -> None:
     """Every JSON, checkpoint and array file of a run parses (temporary files of atomic writes aside)."""
-    files = [p for p in out.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)]
+    files = [p for p in out.rglob("*")
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)]
     for path in files:
         if path.suffix == ".json":
             json.loads(path.read_text())
@@ -164,7 +168,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_metrics(name, sig, referen
     assert ckpt.stat().st_mtime_ns == first_unit_mtime, "the finished unit was retrained instead of resumed"
     ref = reference(name)
     assert comparable(read_metrics(out), out) == comparable(read_metrics(ref), ref)
-    assert sorted(p.name for p in (out / "plots").glob("*.png")) == sorted(p.name for p in (ref / "plots").glob("*.png"))
+    assert (sorted(p.name for p in (out / "plots").glob("*.png"))
+            == sorted(p.name for p in (ref / "plots").glob("*.png")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,7 +300,8 @@ def published(out: Path) -> list[str]:
 
 
 CORRUPTIONS = [  # (experiment, saved file, how it is broken)
-    ("exp1", "exp1_arrays.npz", "truncated"), ("exp2", "exp2_arrays.npz", "truncated"), ("exp3", "exp3_arrays.npz", "empty"),
+    ("exp1", "exp1_arrays.npz", "truncated"), ("exp2", "exp2_arrays.npz", "truncated"),
+    ("exp3", "exp3_arrays.npz", "empty"),
     ("exp1", "config.json", "truncated"), ("exp2", "sweep.json", "truncated"), ("exp3", "metrics.json", "truncated"),
 ]
 
@@ -337,7 +343,8 @@ def test_full_disk_publishes_nothing_and_the_same_command_resumes(reference, tmp
     assert published(tmp_path) == []
     monkeypatch.setattr(runs, "atomic_write_bytes", write)
     assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0
-    assert comparable(read_metrics(tmp_path), tmp_path) == comparable(read_metrics(reference("exp2")), reference("exp2"))
+    assert (comparable(read_metrics(tmp_path), tmp_path)
+            == comparable(read_metrics(reference("exp2")), reference("exp2")))
     assert not (tmp_path / ".staging").exists()
 
 
@@ -352,7 +359,8 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(reference, tmp_path
     checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").glob("*.pt")}
     assert checkpoints and exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 0
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # resumed, not retrained
-    assert comparable(read_metrics(tmp_path), tmp_path) == comparable(read_metrics(reference("exp2")), reference("exp2"))
+    assert (comparable(read_metrics(tmp_path), tmp_path)
+            == comparable(read_metrics(reference("exp2")), reference("exp2")))
 
 
 def test_a_folder_in_the_way_of_a_plot_publishes_nothing(tmp_path, capsys):

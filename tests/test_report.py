@@ -6,7 +6,10 @@ import json
 import pytest
 
 from common import report
-from common.config import REPO_ROOT, Exp2Config, fields_with_role, parse
+from common.cli_parse import parse
+from common.config import Exp2Config
+from common.fields import fields_with_role
+from common.output_folder import REPO_ROOT
 
 README_TEMPLATE = "# Title\n\nintro\n\n## Results\n\n{begin}\nstale text\n{end}\n\n## After\nkept\n"
 
@@ -80,7 +83,8 @@ def _without_presentation(config: dict, config_cls=Exp2Config) -> dict:
 
 
 @pytest.mark.parametrize("argv", [[], ["--quick"], ["--lr", "0.003", "--sweep-sigmas", "0.1", "0.2", "--hf-form",
-                                                    "consistency", "--seeds", "3", "4", "--no-quick", "--device", "cpu"]])
+                                                    "consistency", "--seeds", "3", "4", "--no-quick", "--device",
+                                                    "cpu"]])
 def test_command_flags_reproduce_the_config(argv):
     config = dataclasses.asdict(parse(Exp2Config, argv))
     flags = report.command_flags(json.loads(json.dumps(config)), Exp2Config)

@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 
-import common.config
-from common.config import (REPO_ROOT, RUNS_ROOT, Exp1Config, Exp2Config, Exp3Config, config_hash, fields_with_role,
-                           identity, parse)
+import common.output_folder
+from common.cli_parse import parse
+from common.config import Exp1Config, Exp2Config, Exp3Config
+from common.fields import config_hash, fields_with_role, identity
+from common.output_folder import REPO_ROOT, RUNS_ROOT
 from common.runs import write_results
 
 SCRIPTS = {Exp1Config: ["exp1_spectral_cliff.run_experiment", "exp1_spectral_cliff.sweep_lambda"],
@@ -93,8 +95,8 @@ def test_a_rerun_never_writes_the_committed_findings(capsys):
 
 
 def test_a_rerun_never_writes_into_its_source_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(common.config, "RUNS_ROOT", tmp_path / "runs")
-    monkeypatch.setattr(common.config, "_RUN_FOLDERS", {})
+    monkeypatch.setattr(common.output_folder, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(common.output_folder, "_RUN_FOLDERS", {})
     source = parse(Exp2Config, ["--quick", "--seeds", "3"]).output_dir()
     assert source.parent == tmp_path / "runs" / "exp2_funnel_heatmap"
     _, path = _saved_run(Exp2Config, source, "--quick", "--seeds", "3")
