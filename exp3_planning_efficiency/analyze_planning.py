@@ -68,7 +68,8 @@ def summarize(units: dict, cfg) -> dict:
         pareto = {}
         for planner, per_T in entry["pareto_runs"].items():
             for T, per_scale in per_T.items():
-                rows = [{"scale": 1.0, **success[planner][T]}] + [{"scale": float(s), **pool(r)} for s, r in per_scale.items()]
+                rows = [{"scale": 1.0, **success[planner][T]}] + [{"scale": float(s), **pool(r)}
+                                                                  for s, r in per_scale.items()]
                 pareto.setdefault(planner, {})[T] = sorted(rows, key=lambda r: r["model_evals_per_episode"])
         out[track] = {"horizons": entry["horizons"], "success": success, "pareto": pareto,
                       "paired": paired_against_helm(episode_outcomes(entry["runs"]))}
@@ -100,7 +101,8 @@ def outcome_arrays(metrics_units: dict) -> dict:
         for track, result in unit["tracks"].items():
             for planner, per_T in result["success"].items():
                 for T, run in per_T.items():
-                    tracks.setdefault(f"success_{track}_{planner}_T{T}", []).append(np.asarray(run["success"], np.uint8))
+                    key = f"success_{track}_{planner}_T{T}"
+                    tracks.setdefault(key, []).append(np.asarray(run["success"], np.uint8))
     return {key: np.stack(rows) for key, rows in tracks.items()}
 
 
@@ -133,7 +135,8 @@ def criteria(metrics: dict, cfg) -> list:
     evals_ratio = [_get(metrics, u, "helm", T, "model_evals_per_episode") /
                    _get(metrics, u, "helm_no_coarse", T, "model_evals_per_episode") for T in (50, 80)
                    if _get(metrics, u, "helm_no_coarse", T, "model_evals_per_episode")]
-    both = lambda values: None if not values or None in values else values
+    def both(values):
+        return None if not values or None in values else values
     return [
         criterion("unseen layouts: HELM success at T=50", "> 0.70", _get(metrics, u, "helm", 50), lambda m: m > 0.7),
         criterion("unseen layouts: HELM success at T=80", "> 0.50", _get(metrics, u, "helm", 80), lambda m: m > 0.5),
@@ -185,7 +188,8 @@ def plot_all(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:
             continue
         variant, rest = key.split("_loss_")
         curves.setdefault(variant, {})[rest] = curve
-    titles = {"spectral": "world model, HELM (prediction + spectral hinge)", "no_spectral": "world model without spectral",
+    titles = {"spectral": "world model, HELM (prediction + spectral hinge)",
+              "no_spectral": "world model without spectral",
               "hf": "goal energy, HELM (HF on)", "no_hf": "goal energy without HF"}
     return [plot_success(metrics, plot_dir / "exp3_success_vs_horizon.png"),
             plot_pareto(metrics, plot_dir / "exp3_pareto.png"),
@@ -199,8 +203,9 @@ TRACK_ORDER = ("unseen-layouts", "fourrooms", "limited-data")
 
 def _tracks(metrics: dict) -> list[str]:
     """Tracks in reading order: unseen layouts, FourRooms, then limited data by number of walks."""
-    key = lambda t: (TRACK_ORDER.index(t.rsplit("-", 1)[0] if t.startswith("limited") else t),
-                     int(t.rsplit("-", 1)[1]) if t.startswith("limited") else 0)
+    def key(t):
+        return (TRACK_ORDER.index(t.rsplit("-", 1)[0] if t.startswith("limited") else t),
+                int(t.rsplit("-", 1)[1]) if t.startswith("limited") else 0)
     return sorted(metrics["tracks"], key=key)
 
 
@@ -257,7 +262,8 @@ def plot_models(metrics: dict, path: Path) -> Path:
             acc = quality["spectral"]["k_step_accuracy"]
             ks = sorted(int(k) for k in acc if k.isdigit())
             axes[0, 0].plot(ks, [acc[str(k)] for k in ks], "o-",
-                            label=f"{name} (coarse step {acc['coarse']:.2f}, members agree {acc['coarse_agreement']:.2f})")
+                            label=f"{name} (coarse step {acc['coarse']:.2f}, "
+                                  f"members agree {acc['coarse_agreement']:.2f})")
         if "hf" in quality and name.startswith("layouts"):
             e = quality["hf"]
             axes[0, 1].scatter(e["pairs_bfs"], e["pairs_energy"], s=4, alpha=0.4,

@@ -92,7 +92,8 @@ def layout_split(num_train: int, num_tuning: int, num_test: int, split_seed: int
     """Layout seeds of a train, a tuning and a test set, drawn from `split_seed`'s named streams: no
     two layouts in them have the same walls, so no tuning or test layout is ever seen in training and
     no test layout is used to choose anything."""
-    walls = lambda s: tuple(sorted(spanning_tree_gaps(rooms, room_size, s)))
+    def walls(s):
+        return tuple(sorted(spanning_tree_gaps(rooms, room_size, s)))
     taken: set = set()
     sets = []
     for purpose, size in (("exp3-train-layouts", num_train), ("exp3-tuning-layouts", num_tuning),

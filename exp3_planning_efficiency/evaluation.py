@@ -80,7 +80,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
     """One batch of episodes (one per task) with `planner`; returns per-episode arrays, with the MACs
     and Bellman-Ford operations of what ran when given the cost of each call (`compute.call_macs`)."""
     B = len(starts)
-    maze_of = [mazes[l] for l in layouts]
+    maze_of = [mazes[i] for i in layouts]
     pose = np.array([m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)])
     goal_index = np.array([int(np.flatnonzero((m.cells == g).all(1))[0]) for m, g in zip(maze_of, goal_cells)])
     goal_codes = np.stack([goal_observations(m, g[None])[0] for m, g in zip(maze_of, goal_cells)])
@@ -110,7 +110,8 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
         elif planner == "flat":
             with torch.no_grad():
                 z = model.encode_codes(torch.as_tensor(codes, device=device))
-            actions, n_evals = flat_gd(model, energy, z, goal[torch.as_tensor(active, device=device)], H, cfg, generator)
+            goal_of_active = goal[torch.as_tensor(active, device=device)]
+            actions, n_evals = flat_gd(model, energy, z, goal_of_active, H, cfg, generator)
             evals[active] += n_evals
             macs[active] += cost["encode"] + cfg.gd_steps * H * cost["gd_step"]
             actions = actions.cpu().numpy()
@@ -132,7 +133,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
         macs = sum(graph.computed[kind] * cost[kind] for kind in graph.computed)
         sweep_ops = graph.sweeps * cost["sweep_ops"]
     counted = {} if per_call is None else {"macs": macs, "sweep_ops": sweep_ops}
-    optimal = np.array([cell_dists[l][pose_index, g] for l, pose_index, g in
+    optimal = np.array([cell_dists[i][pose_index, g] for i, pose_index, g in
                         zip(layouts, [m.pose_index[tuple(p)] for m, p in zip(maze_of, starts)], goal_index)])
     return {"success": done, "steps": steps, "bfs_distance": optimal, "model_evals": evals, **counted,
             "plan_seconds_per_episode": plan_seconds / B}
@@ -184,8 +185,8 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, model
     planner), plus the Pareto budgets at T = 50 and 80. Evaluation units are checkpointed under a name
     with a hash of their identity (`evaluation_unit`), so sweeps over planner settings resume too."""
     horizons = usable_horizons(cfg, cell_dists)
-    tasks = {T: tasks_across_layouts(mazes, cell_dists, T, cfg.num_eval_episodes, numpy_rng(seed, "exp3-tasks", track_key, T))
-             for T in horizons}
+    tasks = {T: tasks_across_layouts(mazes, cell_dists, T, cfg.num_eval_episodes,
+                                     numpy_rng(seed, "exp3-tasks", track_key, T)) for T in horizons}
     runs = [(planner, 1.0) for planner in planners]
     if track in PARETO_TRACKS:
         runs += [(planner, s) for planner in planners if planner in BUDGET_FIELDS for s in cfg.budget_scales]

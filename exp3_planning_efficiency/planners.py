@@ -67,7 +67,8 @@ class LazyGraph:
         self.fine_next = torch.full((self.B, self.capacity, NUM_ACTIONS), -1, dtype=torch.long, device=device)
         self.coarse_next = torch.full((self.B, self.capacity, self.num_macros), -1, dtype=torch.long, device=device)
         self.computed = {kind: np.zeros(self.B, dtype=np.int64) for kind in ("fine", "coarse", "values", "read")}
-        self.goal_values, sweeps = energy.values_of_codes(torch.as_tensor(goal_codes, device=device), reach)  # (B, 4, W, H)
+        # values (B, 4, W, H) towards each episode's goal
+        self.goal_values, sweeps = energy.values_of_codes(torch.as_tensor(goal_codes, device=device), reach)
         self.computed["values"] += 1
         self.sweeps = np.full(self.B, sweeps, dtype=np.int64)
         self.energy_value = torch.zeros((self.B, self.capacity), device=device)
@@ -80,7 +81,8 @@ class LazyGraph:
     def _grow(self) -> None:
         extra = self.capacity
         self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)], axis=1)
-        pad = lambda t, value: torch.cat([t, torch.full_like(t, value)], dim=1)
+        def pad(t, value):
+            return torch.cat([t, torch.full_like(t, value)], dim=1)
         self.fine_next, self.coarse_next = pad(self.fine_next, -1), pad(self.coarse_next, -1)
         self.energy_value, self.has_energy = pad(self.energy_value, 0), pad(self.has_energy, False)
         self.capacity += extra
@@ -201,7 +203,8 @@ class GraphView:
 
     def __init__(self, graph: LazyGraph, rows: np.ndarray):
         self.graph, self.rows = graph, torch.as_tensor(rows, device=graph.device)
-        self.model, self.energy, self.num_macros, self.device = graph.model, graph.energy, graph.num_macros, graph.device
+        self.model, self.energy = graph.model, graph.energy
+        self.num_macros, self.device = graph.num_macros, graph.device
 
     def fine(self, ids, actions):
         return self.graph.fine(self.rows, ids, actions)
@@ -269,7 +272,8 @@ def exhaustive(view: GraphView, ids: torch.Tensor, length: int, score) -> torch.
 
 def helm(view, ids, H, cfg, generator):
     k = view.model.coarse_stride
-    goal_score = lambda state, t: view.to_goal(state) + cfg.depth_cost * (t + 1)
+    def goal_score(state, t):
+        return view.to_goal(state) + cfg.depth_cost * (t + 1)
     if H <= k:
         return exhaustive(view, ids, H, goal_score)
     macros = min(math.ceil(H / k), cfg.coarse_horizon)

@@ -36,7 +36,8 @@ def k_step_accuracy(model: WorldModel, replay: Replay, ks: list[int], rng: np.ra
         if t + 1 in ks:
             out[str(t + 1)] = float((model.decode_codes(z) == codes[:, t + 1]).flatten(1).all(1).float().mean())
     k = model.coarse_stride
-    heads = torch.stack([model.decode_codes(model.coarse_step(z0, one_hot[:, :k], h)) for h in range(len(model.coarse))])
+    heads = torch.stack([model.decode_codes(model.coarse_step(z0, one_hot[:, :k], h))
+                         for h in range(len(model.coarse))])
     exact = (heads[0] == codes[:, k]).flatten(1).all(1)
     agreed = (heads == heads[0]).flatten(2).all(2).all(0)
     out["coarse"] = float(exact.float().mean())  # the first ensemble member
@@ -52,17 +53,19 @@ def energy_quality(energy: GoalEnergy, mazes: list[FastMaze], cell_dists: list[n
     goal, from its first start) on `mazes`."""
     device = next(energy.parameters()).device
     layout = rng.integers(len(mazes), size=num_goals)
-    cells = np.array([rng.integers(len(mazes[l].cells)) for l in layout])
-    starts = np.stack([rng.integers(mazes[l].num_poses, size=starts_per_goal) for l in layout])
-    goal_codes = np.stack([goal_observations(mazes[l], mazes[l].cells[c][None])[0] for l, c in zip(layout, cells)])
+    cells = np.array([rng.integers(len(mazes[i].cells)) for i in layout])
+    starts = np.stack([rng.integers(mazes[i].num_poses, size=starts_per_goal) for i in layout])
+    goal_codes = np.stack([goal_observations(mazes[i], mazes[i].cells[c][None])[0] for i, c in zip(layout, cells)])
     V = energy.values_of_codes(torch.as_tensor(goal_codes, device=device))[0]  # (num_goals, 4, W, H)
-    read = lambda g, codes: GoalEnergy.read(V[g:g + 1], one_hot_codes(torch.as_tensor(codes, device=device))[None])[0]
-    predicted = np.concatenate([read(g, mazes[l].codes(mazes[l].poses[s])).cpu().numpy()
-                                for g, (l, s) in enumerate(zip(layout, starts))])
-    true = np.concatenate([cell_dists[l][s, c] for l, s, c in zip(layout, starts, cells)])
+
+    def read(g, codes):
+        return GoalEnergy.read(V[g:g + 1], one_hot_codes(torch.as_tensor(codes, device=device))[None])[0]
+    predicted = np.concatenate([read(g, mazes[i].codes(mazes[i].poses[s])).cpu().numpy()
+                                for g, (i, s) in enumerate(zip(layout, starts))])
+    true = np.concatenate([cell_dists[i][s, c] for i, s, c in zip(layout, starts, cells)])
     decreases = []
-    for g, (l, s, c) in enumerate(zip(layout, starts[:, 0], cells)):
-        e = read(g, mazes[l].codes(mazes[l].poses[optimal_path(mazes[l], cell_dists[l], s, c)])).cpu().numpy()
+    for g, (i, s, c) in enumerate(zip(layout, starts[:, 0], cells)):
+        e = read(g, mazes[i].codes(mazes[i].poses[optimal_path(mazes[i], cell_dists[i], s, c)])).cpu().numpy()
         decreases.extend(np.diff(e) < 0)
     return {"spearman": float(spearmanr(predicted, true).statistic),
             "monotonicity": float(np.mean(decreases)) if decreases else None,

@@ -66,7 +66,8 @@ def map_unit(cfg, seed: int, device) -> dict:
     train = mazes_of("spanning", sets["train"], distances=False)[0]
     mazes, dists = mazes_of("spanning", sets["test"])
     layouts = f"test/{len(mazes)}"
-    replay = lambda: Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
+    def replay():
+        return Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
     local_cfg = dataclasses.replace(cfg, energy_family="local")
     propagated = load_or_train_unit(cfg, seed, "layouts", replay, mazes, dists, layouts, ("spectral", "hf"), device,
                                     checkpoints)
@@ -86,9 +87,10 @@ def map_unit(cfg, seed: int, device) -> dict:
             continue  # a diverged network's rows stay missing (recorded in "diverged")
         models = {"world_model": propagated["unit_config"], "energy": local["unit_config"]} if is_local \
             else propagated["unit_config"]
-        evaluate = lambda run_cfg, planners: evaluate_track(
-            run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"], local_nets if is_local else nets, models,
-            layouts, mazes, dists, planners, checkpoints, device)
+        def evaluate(run_cfg, planners):
+            return evaluate_track(run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"],
+                                  local_nets if is_local else nets, models, layouts, mazes, dists, planners,
+                                  checkpoints, device)
         out["energies"][name] = evaluate(run_cfg, PLANNERS)["success"]
         if name == BUDGET_ENERGY:  # the same units at scale 1 come from their checkpoints
             out["budgets"] = {planner: evaluate(dataclasses.replace(run_cfg, budget_scales=list(scales)),
@@ -164,7 +166,8 @@ def best_flat(entry: dict, T: str) -> str | None:
 def criteria(table: dict) -> list:
     """The stage's targets on the test layouts (missing data, or a condition not met, FAILs)."""
     local, whole = table.get("local", {"success": {}}), table.get("whole_maze", {"success": {}})
-    helm = lambda entry, T: entry["success"].get("helm", {}).get(str(T), {}).get("success")
+    def helm(entry, T):
+        return entry["success"].get("helm", {}).get(str(T), {}).get("success")
     rows = []
     for T in HORIZONS:
         matched = local.get("matched", {}).get(str(T))

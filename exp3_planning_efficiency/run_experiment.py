@@ -44,7 +44,8 @@ def layout_sets(cfg) -> dict:
     """Layout seeds: train, tuning and test spanning-tree mazes (disjoint) and FourRooms reset seeds."""
     train, tuning, test = layout_split(cfg.num_train_layouts, cfg.num_tuning_layouts, cfg.num_test_layouts,
                                        cfg.layout_split_seed)
-    fourrooms = numpy_rng(cfg.layout_split_seed, "exp3-fourrooms-layouts").integers(2**31, size=cfg.num_fourrooms_layouts)
+    fourrooms = numpy_rng(cfg.layout_split_seed, "exp3-fourrooms-layouts").integers(2**31,
+                                                                                   size=cfg.num_fourrooms_layouts)
     return {"train": train, "tuning": tuning, "test": test, "fourrooms": [int(s) for s in fourrooms]}
 
 
@@ -73,16 +74,19 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
             evals["unseen-layouts"] = mazes_of("spanning", sets[eval_layouts])
         if "fourrooms" in cfg.tracks and eval_layouts == "test":
             evals["fourrooms"] = mazes_of("fourrooms", sets["fourrooms"])
-        replay = lambda: Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
+        def replay():
+            return Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
     else:
         walks = int(source.split("-")[1])
         maze = FastMaze(ENV_ID, layout_seed=FIXED_LAYOUT)
         evals = {f"limited-data-{walks}": ([maze], [maze.cell_distances()])}
-        replay = lambda: Replay([maze], walks, cfg.walk_length, numpy_rng(seed, "exp3-walks", walks))
+        def replay():
+            return Replay([maze], walks, cfg.walk_length, numpy_rng(seed, "exp3-walks", walks))
     quality_track = next(iter(evals))
     quality_mazes, quality_dists = evals[quality_track]
     quality_layouts = f"{eval_layouts if quality_track == 'unseen-layouts' else quality_track}/{len(quality_mazes)}"
-    planners = {track: [p for p in cfg.planners if track == "unseen-layouts" or p not in UNSEEN_ONLY] for track in evals}
+    planners = {track: [p for p in cfg.planners if track == "unseen-layouts" or p not in UNSEEN_ONLY]
+                for track in evals}
     used = {p for names in planners.values() for p in names}
     variants = ("spectral", "hf") + (("no_spectral",) if "helm_no_spectral" in used else ()) \
         + (("no_hf",) if "helm_no_hf" in used else ())
@@ -92,10 +96,11 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
               "training_seconds": payload["seconds"], "tracks": {}}
     nets = load_networks(cfg, payload, device)
     for track in planners:  # a planner whose networks diverged is not evaluated (its rows stay missing)
-        planners[track] = [p for p in planners[track] if not set(NETWORKS.get(p, ("spectral", "hf"))) & set(result["diverged"])]
+        planners[track] = [p for p in planners[track]
+                           if not set(NETWORKS.get(p, ("spectral", "hf"))) & set(result["diverged"])]
     for track, (mazes, dists) in evals.items():
-        key = TRACK_KEYS["tuning"] if eval_layouts == "tuning" else TRACK_KEYS[track.rsplit("-", 1)[0]
-                                                                                if track.startswith("limited") else track]
+        family = track.rsplit("-", 1)[0] if track.startswith("limited") else track
+        key = TRACK_KEYS["tuning"] if eval_layouts == "tuning" else TRACK_KEYS[family]
         layouts = f"{eval_layouts if track == 'unseen-layouts' else track}/{len(mazes)}"
         result["tracks"][track] = evaluate_track(cfg, seed, track, key, nets, payload["unit_config"], layouts, mazes,
                                                  dists, planners[track], checkpoints, device)
@@ -121,7 +126,8 @@ def run_units(cfg, units: list[tuple], device) -> list[dict]:
     """`run_unit(unit_cfg, seed, source, device)` for every (unit_cfg, seed, source) in `units`, by
     `cfg.launcher` (inline: in this process, or in `cfg.jobs` worker processes when jobs > 1). Units
     are independent, so the results are identical whichever ran them; only the wall time changes."""
-    name = lambda unit_cfg, seed, source: f"{source}{unit_cfg.num_train_layouts if source == 'layouts' else ''}/seed{seed}"
+    def name(unit_cfg, seed, source):
+        return f"{source}{unit_cfg.num_train_layouts if source == 'layouts' else ''}/seed{seed}"
     named = [Unit(name(*unit), run_unit, (*unit, device)) for unit in units]
     return launch(cfg, named, cfg.output_dir() / "checkpoints" / "launcher", inline=lambda named: _inline(cfg, named))
 
@@ -156,7 +162,8 @@ def unservable_horizon(cfg) -> str | None:
     for name, kind, seeds in (group for track in every or ["fourrooms"] for group in layouts[track]):
         dists = mazes_of(kind, seeds)[1]
         usable = usable_horizons(cfg, dists)
-        missing = [T for T in cfg.planning_horizons if T not in usable] if every else ([] if usable else cfg.planning_horizons)
+        missing = [T for T in cfg.planning_horizons if T not in usable] if every \
+            else ([] if usable else cfg.planning_horizons)
         if missing:
             longest = max(d.max() for d in dists)
             return (f"T={', '.join(map(str, missing))}: no task on the {name} layouts (their longest shortest path is "
@@ -174,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         analyze_planning.plot_all(out / "results" / "metrics.json", read_npz(out / "results" / "exp3_arrays.npz"),
                                   staged.plots)
         if (out / "results" / "layout_sweep.json").exists():
-            analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"), staged.plots / "exp3_layout_sweep.png")
+            analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"),
+                                               staged.plots / "exp3_layout_sweep.png")
         print("\n".join(f"wrote {p}" for p in staged.publish()))
         return 0
     units = run_all_units(cfg, device)

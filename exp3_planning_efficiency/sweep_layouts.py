@@ -42,7 +42,8 @@ def point_config(base, n: int):
 def mean_quality(models) -> dict:
     """Mean over seeds of the quality numbers the figure shows (diverged networks have none: NaN)."""
     rows = [(m["quality"].get("spectral", {}).get("k_step_accuracy", {}), m["quality"].get("hf", {})) for m in models]
-    mean = lambda values: float(np.mean([v if v is not None else np.nan for v in values]))
+    def mean(values):
+        return float(np.mean([v if v is not None else np.nan for v in values]))
     return {"coarse_step_exact": mean([acc.get("coarse") for acc, _ in rows]),
             "eight_steps_exact": mean([acc.get(8, acc.get("8")) for acc, _ in rows]),
             "energy_spearman": mean([e.get("spearman") for _, e in rows])}

@@ -56,8 +56,9 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
             net = build_world_model(cfg, device)
             losses = train_world_model(net, replay, dataclasses.replace(cfg, lambda_spectral=WORLD_MODELS[name](cfg)),
                                        numpy_rng(seed, "exp3-model-batches"), cfg.quiet)
-            quality = (lambda: {"k_step_accuracy": k_step_accuracy(net, eval_replay, [1, 2, 4, 8, 16],
-                                                                   numpy_rng(seed, "exp3-model-quality"))})
+            def quality():
+                return {"k_step_accuracy": k_step_accuracy(net, eval_replay, [1, 2, 4, 8, 16],
+                                                           numpy_rng(seed, "exp3-model-quality"))}
         else:
             net = build_energy(cfg, device)
             push = cfg.local_push_weight if cfg.energy_family == "local" else cfg.energy_push_weight
@@ -65,7 +66,8 @@ def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dis
                                                                    energy_push_weight=push),
                                   numpy_rng(seed, "exp3-energy-batches"),
                                   torch_generator(seed, "exp3-energy-noise", device=device), cfg.quiet)
-            quality = lambda: energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))
+            def quality():
+                return energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))
         out["state"][name], out["loss_curves"][name] = net.state_dict(), losses
         out["seconds"][name] = time.perf_counter() - start
         if np.isfinite(losses).all():

@@ -74,7 +74,8 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
                                                     "energy_train_steps": 400}},
     "energy": {"default": {}, **{f"energy_train_steps_{n}": {"energy_train_steps": n} for n in (400, 300, 200)}},
     "world_model": {"default": {}, "model_batch_size_16": {"model_batch_size": 16},
-                    "model_rollout_steps_2": {"model_rollout_steps": 2}, "model_train_steps_800": {"model_train_steps": 800}},
+                    "model_rollout_steps_2": {"model_rollout_steps": 2},
+                    "model_train_steps_800": {"model_train_steps": 800}},
     "reach": {**{f"{reach}_coarse_horizon_{horizon}": {"energy_reach": k, "coarse_horizon": horizon}
                  for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
               **{f"local_coarse_horizon_{horizon}": {"energy_family": "local", "coarse_horizon": horizon}

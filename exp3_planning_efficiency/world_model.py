@@ -185,7 +185,8 @@ def train_world_model(model: WorldModel, replay: Replay, cfg, rng: np.random.Gen
         codes = replay.codes(np.repeat(layout[:, None], length + 1, 1), poses)
         coarse_layout, coarse_poses, coarse_actions = replay.windows(cfg.coarse_stride, cfg.coarse_batch_size, rng)
         coarse_codes = replay.codes(np.repeat(coarse_layout[:, None], cfg.coarse_stride + 1, 1), coarse_poses)
-        tensor = lambda a: torch.as_tensor(a, device=device)
+        def tensor(a):
+            return torch.as_tensor(a, device=device)
         loss = world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
                                 cfg.lambda_spectral)
         if not optimizer_step(opt, schedule, loss, losses):

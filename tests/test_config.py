@@ -161,7 +161,7 @@ def test_exp3_units_depend_on_what_they_read():
     read = set(EPISODE_FIELDS).union(*PLANNER_FIELDS.values())
     assert set(fields_with_role(Exp3Config, "eval")) - read == {
         "seeds", "tuning_seed", "quick", "tracks", "planners", "budget_scales", "num_tuning_layouts",
-        "num_test_layouts", "num_fourrooms_layouts", "layout_sweep", "layout_sweep_seeds"}
+        "num_test_layouts", "num_fourrooms_layouts", "layout_sweep", "layout_sweep_seeds", "map_seeds", "map_episodes"}
 
 
 @pytest.mark.parametrize("cls", [Exp1Config, Exp2Config, Exp3Config])
