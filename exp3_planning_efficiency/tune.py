@@ -36,7 +36,7 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
 - `coarse`: a diagnostic of HELM's coarse level under the local energy: the coarse transition with 16
   or 32 channels (more exact macro-steps), planning 5 or 20 macro-steps ahead, beside
   `helm_exact_coarse` (the true coarse transitions, a reference that reads the layout) and CEM with
-  horizon 32: is it the coarse model's error or the search that fails?
+  horizon 32: is it the coarse model's error or the search that fails? (T = 50 and 80 only, 20 tasks each.)
 The `energy` and `world_model` choices were reverted after the full default run with them (the
 energies and world models of two of the three reported seeds were much worse than the tuning
 seed's; README, tuning sweeps 3-4): a change to how the networks are trained needs more than one
@@ -85,15 +85,16 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
         for channels in (16, 32) for horizon in (5, 20)},
         "local_cem_horizon_32": {"energy_family": "local", "cem_horizon": 32}},
 }
-SWEEP_PLANNERS = {"coarse": PLANNERS + ["helm_exact_coarse"]}  # else PLANNERS
+SWEEP_PROTOCOL = {"coarse": {"planners": PLANNERS + ["helm_exact_coarse"], "planning_horizons": [50, 80],
+                             "num_eval_episodes": 20}}  # else PLANNERS on the base config's horizons and tasks
 
 
 def variant_unit(base, name: str, change: dict, device) -> Unit:
     """The tuning unit of one variant: the tuning seed's networks (checkpointed under a folder named
     by the model config, so variants that change planning knobs only share them), evaluated on the
     tuning layouts."""
-    planners = SWEEP_PLANNERS.get(base.tuning_sweep, PLANNERS)
-    cfg = dataclasses.replace(base, **change, planners=planners, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
+    protocol = {"planners": PLANNERS, **SWEEP_PROTOCOL.get(base.tuning_sweep, {})}
+    cfg = dataclasses.replace(base, **change, **protocol, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
                               budget_scales=[])
     models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
     checkpoints = base.output_dir() / "checkpoints" / "tuning" / f"models_{models}"
