@@ -1,7 +1,8 @@
 """The README's results section, generated from each experiment's `results/metrics.json`.
 
-    python -m common.report            # rewrite README.md between the RESULTS markers
-    python -m common.report --check    # exit 1 when README's section differs from what it would write
+    python -m common.report            # rewrite README.md between the RESULTS markers, and the experiment
+                                       # READMEs' tables (common/readme_tables.py)
+    python -m common.report --check    # exit 1 when any of them differs from what it would write
 
 Per experiment: a one-line summary (criteria passed), the criteria table straight from metrics.json,
 runtime, machine, the command that reproduces the run, and the figures in its `plots/`. An
@@ -17,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from common import readme_tables
 from common.config import CONFIGS
 from common.fields import fields_with_role
 from common.output_folder import REPO_ROOT
@@ -149,26 +151,33 @@ def is_up_to_date(readme: Path, root: Path = REPO_ROOT) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README's results section is out of date")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if README's results section or an experiment README's table is out of date")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: this repo)")
     args = parser.parse_args(argv)
     readme = args.root / "README.md"
     try:
         text = readme.read_text()
         new = updated_readme(text, render_section(args.root))
-    except (OSError, ValueError) as err:
+        stale = readme_tables.stale_readmes(args.root, write=not args.check)
+    except (OSError, ValueError, KeyError) as err:
         print(f"common.report: error: {err}", file=sys.stderr)
         return 2
     if args.check:
         if new != text:
             print("common.report: README.md results section is out of date; run `python -m common.report`",
                   file=sys.stderr)
+        for path in stale:
+            print(f"common.report: the tables of {path.relative_to(args.root)} are out of date; "
+                  "run `python -m common.report`", file=sys.stderr)
+        if new != text or stale:
             return 1
-        print("README.md results section is up to date")
+        print("README.md results section and the experiment READMEs' tables are up to date")
         return 0
     if new != text:
         readme.write_text(new)
-    print(f"wrote the results section of {readme}")
+    print(f"wrote the results section of {readme}"
+          + "".join(f"\nwrote the tables of {path}" for path in stale))
     return 0
 
 

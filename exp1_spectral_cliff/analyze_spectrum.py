@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from common import readme_tables
 from common.runs import criterion
 from exp1_spectral_cliff.arrays import NAMES
 
@@ -150,36 +151,13 @@ def accuracy_cost(summary: dict) -> dict:
 
 
 def norm_table(cfg, summary: dict, label: str = "norm_action") -> str:
-    """Markdown table: median [q25, q75] of a rollout Jacobian norm per T (rows) and name (columns)."""
-    names = [n for n in NAMES if n in summary]
-    def fmt(x):
-        return "n/a" if x is None else f"{x:.3g}"
-    lines = ["| T | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for T in cfg.horizons:
-        cells = [summary[n][label][str(T)] for n in names]
-        cells = [f"{fmt(c['median'])} [{fmt(c['q25'])}, {fmt(c['q75'])}]" for c in cells]
-        lines.append(f"| {T} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Markdown table: median [q25, q75] of a rollout Jacobian norm per T (rows) and name (columns); the same
+    formatter writes the README's table (`common.readme_tables`)."""
+    return readme_tables.norm_table({n: summary[n] for n in NAMES if n in summary}, cfg.horizons, label)
 
 
 def control_table(cfg, summary: dict) -> str:
     """Markdown table of planning in the true system: per T and planner, solved fraction and median true
-    error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode."""
-    def fmt(x, f=".3g"):
-        return "n/a" if x is None else format(x, f)
-    lines = ["| T | planner | solved open | solved closed | error open | error closed | iters open | iters closed "
-             "| s/episode closed |", "|---" * 9 + "|"]
-    for T in map(str, cfg.planning_horizons):
-        for name in [n for n in NAMES if n in summary]:
-            o, c = (_get(summary, name, "control", T, m) or {} for m in ("open_loop", "closed_loop"))
-            label = "true system (ceiling)" if name == "true" else name
-            lines.append(f"| {T} | {label} | {fmt(o.get('solved_fraction'), '.0%')} "
-                         f"| {fmt(c.get('solved_fraction'), '.0%')} "
-                         f"| {fmt(_get(o, 'true_error', 'median'))} | {fmt(_get(c, 'true_error', 'median'))} "
-                         f"| {fmt(_get(o, 'iterations', 'median'))} | {fmt(_get(c, 'iterations', 'median'))} "
-                         f"| {fmt(c.get('plan_seconds_per_episode'), '.2g')} |")
-        for kind in ("zero", "random"):
-            f = _get(summary, "true", "floors", T, f"{kind}_actions") or {}
-            lines.append(f"| {T} | {kind} actions (floor) | {fmt(f.get('solved_fraction'), '.0%')} | | "
-                         f"{fmt(_get(f, 'true_error', 'median'))} | | | | |")
-    return "\n".join(lines)
+    error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode;
+    the same formatter writes the README's table (`common.readme_tables`)."""
+    return readme_tables.control_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons)
