@@ -277,6 +277,116 @@ def exp2_multiseed(root: Path) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------------
+# Experiment 3, stage three (reach_map.py's `reach_map.json`, tune.py's `tuning_coarse.json`)
+
+EXP3 = "exp3_planning_efficiency"
+MAP_PLANNERS = (("helm", "HELM"), ("helm_no_coarse", "HELM without coarse"), ("cem", "CEM"), ("flat", "flat GD"),
+                ("random", "random"))
+
+
+def _run_cell(row: dict | None) -> str:
+    """success, seconds and multiply-adds per episode of one planner at one point."""
+    if row is None:
+        return "n/a"
+    return f"{row['success']:.2f} ({row['seconds_per_episode']:.2f} s, {row['macs_per_episode'] / 1e9:.1f} G)"
+
+
+def _paired(d: dict) -> str:
+    return f"{d['difference']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}], p {d['mcnemar_p']:.2g}"
+
+
+def exp3_reach_map(root: Path) -> str:
+    """Per energy and T (`energies.<e>.success.<planner>.<T>`: success, seconds_per_episode, macs_per_episode) and
+    HELM minus the best flat planner at default budgets (`paired`), from exp3's `reach_map.json`."""
+    saved = load(root, f"{EXP3}/results/reach_map.json")
+    lines = ["| energy | T | " + " | ".join(label for _, label in MAP_PLANNERS) + " | HELM minus best flat |",
+             "|---|---|" + "---|" * (len(MAP_PLANNERS) + 1)]
+    for name, entry in saved["energies"].items():
+        for T in map(str, saved["horizons"]):
+            cells = [_run_cell(_get(entry, "success", planner, T)) for planner, _ in MAP_PLANNERS]
+            flat = {p: entry["success"][p][T]["success"] for p in ("helm_no_coarse", "cem", "flat")}
+            rival = max(flat, key=flat.get)
+            gain = _get(entry, "paired", T, rival)
+            lines.append(f"| {name.replace('_', ' ')} | {T} | " + " | ".join(cells)
+                         + f" | {_paired(gain) + ' vs ' + rival if gain else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def exp3_reach_seeds(root: Path) -> str:
+    """Per seed: the energies' Spearman against BFS distances and HELM / CEM success at T = 50 and 80 per
+    energy (`models.<seed>.quality`, `energies.<e>.success.<planner>.<T>.success_per_seed`)."""
+    saved = load(root, f"{EXP3}/results/reach_map.json")
+    names = list(saved["energies"])
+    lines = ["| seed | Spearman local / propagated | " + " | ".join(f"{n.replace('_', ' ')}: HELM / CEM at T = 50, 80"
+                                                                 for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for i, (seed, models) in enumerate(saved["models"].items()):
+        spearman = f"{_fmt(_get(models, 'quality', 'local', 'spearman'), '.2f')} / " \
+                   f"{_fmt(_get(models, 'quality', 'propagated', 'spearman'), '.2f')}"
+        cells = []
+        for n in names:
+            rows = saved["energies"][n]["success"]
+            cells.append(", ".join(f"{rows['helm'][T]['success_per_seed'][i]:.2f} / "
+                                   f"{rows['cem'][T]['success_per_seed'][i]:.2f}" for T in map(str, saved["horizons"])))
+        lines.append(f"| {seed.removeprefix('seed')} | {spearman} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def exp3_reach_budgets(root: Path) -> str:
+    """The local energy's three budgets per planner (`energies.local.success` at x1, `energies.local.budgets`) and
+    the seconds-matched comparison (`energies.local.matched`)."""
+    saved = load(root, f"{EXP3}/results/reach_map.json")
+    entry = saved["energies"]["local"]
+    Ts = list(map(str, saved["horizons"]))
+    lines = ["| planner | budget | " + " | ".join(f"T = {T}: success (s, MACs per episode)" for T in Ts) + " |",
+             "|---|---|" + "---|" * len(Ts)]
+    for planner, label in MAP_PLANNERS[:4]:
+        runs = {1.0: entry["success"][planner], **{float(k): v for k, v in entry["budgets"][planner].items()}}
+        for scale in sorted(runs):
+            lines.append(f"| {label} | x{scale:g} | " + " | ".join(_run_cell(runs[scale].get(T)) for T in Ts) + " |")
+    lines.append("")
+    for T, m in entry["matched"].items():
+        lines.append(f"- T = {T}: HELM ({m['helm_seconds_per_episode']:.2f} s) minus {m['rival']} "
+                     f"x{m['rival_scale']:g} ({m['rival_seconds_per_episode']:.2f} s): {_paired(m)}")
+    return "\n".join(lines)
+
+
+def exp3_reach_criteria(root: Path) -> str:
+    """`criteria` of exp3's reach_map.json."""
+    saved = load(root, f"{EXP3}/results/reach_map.json")
+    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
+    for c in saved["criteria"]:
+        lines.append(f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], '.2f')} | "
+                     f"{'PASS' if c['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def exp3_coarse(root: Path) -> str:
+    """tune.py's coarse sweep (`variants.<v>`: the coarse transition's exactness `models.*.quality.spectral.
+    k_step_accuracy.coarse`, and `success.<planner>.<T>`)."""
+    saved = load(root, f"{EXP3}/results/tuning_coarse.json")
+    planners = (("helm", "HELM"), ("helm_exact_coarse", "HELM, exact coarse (reference)"),
+                ("helm_no_coarse", "HELM without coarse"), ("cem", "CEM"))
+    lines = ["| variant | coarse step exact / members agree | " + " | ".join(f"{label}: T = 50, 80; s and MACs at 80"
+                                                                          for _, label in planners) + " |",
+             "|---|---|" + "---|" * len(planners)]
+    for name, v in saved["variants"].items():
+        quality = next(iter(v["models"].values()))["quality"]["spectral"]["k_step_accuracy"]
+        cells = []
+        for planner, _ in planners:
+            rows = v["success"].get(planner, {})
+            if not rows:
+                cells.append("n/a")
+                continue
+            last = rows["80"]
+            cells.append(f"{rows['50']['success']:.2f}, {last['success']:.2f}; {last['seconds_per_episode']:.2f} s, "
+                         f"{last['macs_per_episode'] / 1e9:.1f} G")
+        lines.append(f"| {name.replace('_', ' ')} | {quality['coarse']:.2f} / {quality['coarse_agreement']:.2f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 TABLES = {  # README (relative to the repository root) -> table name -> renderer(root)
     f"{EXP1}/README.md": {
         "exp1.norm_action": lambda root: exp1_norms(root, "norm_action"),
@@ -292,6 +402,13 @@ TABLES = {  # README (relative to the repository root) -> table name -> renderer
         "exp2.criteria": exp2_criteria,
         "exp2.sweep": exp2_sweep,
         "exp2.multiseed": exp2_multiseed,
+    },
+    f"{EXP3}/README.md": {
+        "exp3.reach_map": exp3_reach_map,
+        "exp3.reach_seeds": exp3_reach_seeds,
+        "exp3.reach_budgets": exp3_reach_budgets,
+        "exp3.reach_criteria": exp3_reach_criteria,
+        "exp3.coarse": exp3_coarse,
     },
 }
 

@@ -301,3 +301,67 @@ def plot_layout_sweep(saved: dict, path: Path) -> Path:
         add_legend(ax)
     fig.suptitle(f"Layout-count sweep (same total walks; seeds {saved['seeds']})")
     return viz.save(fig, path)
+
+
+def best_flat(entry: dict, T: str) -> str | None:
+    """The flat planner with the highest success at this point (chosen after the fact: HELM's hardest rival)."""
+    rivals = [p for p in FLAT_PLANNERS if T in entry["success"].get(p, {})]
+    return max(rivals, key=lambda p: entry["success"][p][T]["success"]) if rivals else None
+
+
+def plot_reach_map(saved: dict, plot_dir: Path) -> list[Path]:
+    """reach_map.py's figures from its saved `reach_map.json` (also redrawn by run_experiment.py --plots-only)."""
+    paths = [_plot_reach_success(saved, plot_dir / "exp3_reach_map.png")]
+    if any("budgets" in entry for entry in saved["energies"].values()):
+        paths.append(_plot_reach_budgets(saved, plot_dir / "exp3_reach_map_budgets.png"))
+    return paths
+
+
+def _plot_reach_success(saved: dict, path: Path) -> Path:
+    """Success against the energy's reach per planner (top), HELM's paired gain over the best flat
+    planner with its 95 % interval (bottom); one column per T."""
+    table = saved["energies"]
+    names = list(table)
+    x = np.arange(len(names))
+    fig, axes = viz.new_figure(len(saved["horizons"]), 2, width=5.5, height=3.6)
+    for col, T in enumerate(map(str, saved["horizons"])):
+        top, bottom = axes[0, col], axes[1, col]
+        for planner in [p for p in PLANNER_LABELS if any(p in table[n]["success"] for n in names)]:
+            rows = [table[n]["success"].get(planner, {}).get(T) for n in names]
+            if all(r is None for r in rows):
+                continue
+            mean = [r["success"] if r else np.nan for r in rows]
+            low = [min(r["success_per_seed"]) if r else np.nan for r in rows]
+            high = [max(r["success_per_seed"]) if r else np.nan for r in rows]
+            top.plot(x, mean, marker="o", color=viz.color(planner), label=PLANNER_LABELS[planner])
+            top.fill_between(x, low, high, color=viz.color(planner), alpha=0.12)
+        top.set(title=f"T = {T}: success (band: seed range)", ylim=(-0.03, 1.03), ylabel="success")
+        gains = [table[n]["paired"].get(T, {}).get(best_flat(table[n], T) or "") for n in names]
+        mean = np.array([g["difference"] if g else np.nan for g in gains])
+        err = np.array([[g["difference"] - g["ci95"][0], g["ci95"][1] - g["difference"]] if g else [np.nan] * 2
+                        for g in gains]).T
+        bottom.errorbar(x, mean, yerr=err, fmt="o", capsize=4, color="black")
+        bottom.axhline(0, color="grey", lw=0.8)
+        bottom.set(title=f"T = {T}: HELM minus best flat planner (paired 95 % CI)", ylabel="difference",
+                   ylim=(-1.03, 1.03), xticks=x, xticklabels=[n.replace("_", " ") for n in names])
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    return viz.save(fig, path)
+
+
+def _plot_reach_budgets(saved: dict, path: Path) -> Path:
+    """Success against planning seconds per episode, every planner at its three budgets (at the energy that has
+    budgets)."""
+    energy = next(name for name, entry in saved["energies"].items() if "budgets" in entry)
+    entry = saved["energies"][energy]
+    fig, axes = viz.new_figure(len(saved["horizons"]), 1, width=5.5, height=4.0)
+    for ax, T in zip(axes[0], map(str, saved["horizons"])):
+        for planner in entry["budgets"]:
+            rows = [entry["success"][planner][T]] + [per_T[T] for per_T in entry["budgets"][planner].values()]
+            rows.sort(key=lambda r: r["seconds_per_episode"])
+            ax.plot([r["seconds_per_episode"] for r in rows], [r["success"] for r in rows], marker="o",
+                    color=viz.color(planner), label=PLANNER_LABELS[planner])
+        ax.set(xscale="log", title=f"{energy} energy, T = {T}: three budgets each", ylim=(-0.03, 1.03),
+               xlabel="planning seconds per episode", ylabel="success")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    return viz.save(fig, path)

@@ -13,8 +13,8 @@ and both energy families on the training layouts (the reach is a planning settin
 network serves three points), then every planner runs the seed's same `map_episodes` tasks per T at
 every point, so differences between planners and between energies are paired. At the local energy
 every planner also runs at two more budgets (`BUDGETS`), and HELM is compared with the best flat
-planner given at least HELM's planning seconds (`matched_comparison`). Seeds run as units
-(`--jobs`); networks and evaluations are checkpointed under checkpoints/map/ and resume.
+planner at its largest budget, which must plan at least as long as HELM (`matched_comparison`). Seeds
+run as units (`--jobs`); networks and evaluations are checkpointed under checkpoints/map/ and resume.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import sys
 
 import numpy as np
 
-from common import viz_utils as viz
 from common.cli import command
 from common.cli_parse import parse
 from common.config import Exp3Config
@@ -36,14 +35,15 @@ from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.evaluation import evaluate_track
 from exp3_planning_efficiency.paired import paired_difference
 from exp3_planning_efficiency.run_experiment import TRACK_KEYS, _inline, layout_sets, mazes_of
-from exp3_planning_efficiency.training import load_networks, load_or_train_unit
+from exp3_planning_efficiency.compute import call_macs
+from exp3_planning_efficiency.training import build_energy, build_world_model, load_networks, load_or_train_unit
 
 PROG = "exp3_planning_efficiency/reach_map.py"
 ENERGIES = {"local": {"energy_family": "local"}, "reach_8": {"energy_reach": 8}, "reach_16": {"energy_reach": 16},
             "whole_maze": {"energy_reach": 0}}  # name -> change to the config, shortest-sighted first
 HORIZONS = [50, 80]
 PLANNERS = ["helm", "helm_no_coarse", "cem", "flat", "random"]
-FLAT = ("helm_no_coarse", "cem", "flat")
+FLAT = analyze_planning.FLAT_PLANNERS
 BUDGET_ENERGY = "local"  # the energy of the compute-matched comparison (the criteria's)
 BUDGETS = {"helm": (0.25, 0.5), "helm_no_coarse": (2.0, 4.0), "cem": (2.0, 4.0), "flat": (0.25, 0.5)}
 """Extra budgets (x each planner's samples or gradient steps) at BUDGET_ENERGY, so that every planner's
@@ -138,29 +138,21 @@ def pool(runs: list[dict], outcomes: dict, key: str) -> dict:
 
 
 def matched_comparison(entry: dict, budgets: dict, outcomes: dict, T: str) -> dict:
-    """HELM (its default budget) against the best flat planner given at least HELM's planning seconds:
-    each flat planner at the cheapest of its budgets that plans as long as HELM per episode (its largest
-    if none does), the most successful of those; the paired difference on the same tasks."""
+    """HELM (its default budget) against the most successful flat planner at its largest budget (chosen by
+    budget, not by measured seconds, so the choice does not depend on timing); the paired difference on the
+    same tasks, and whether that planner planned at least as long as HELM per episode."""
     helm_seconds = entry["success"]["helm"][T]["seconds_per_episode"]
     candidates = []
     for planner in FLAT:
-        runs = {"1": entry["success"][planner][T], **{scale: rows[T] for scale, rows in budgets[planner].items()}}
-        long_enough = [scale for scale, row in runs.items() if row["seconds_per_episode"] >= helm_seconds]
-        scale = min(long_enough, key=lambda k: runs[k]["seconds_per_episode"]) if long_enough \
-            else max(runs, key=lambda k: runs[k]["seconds_per_episode"])
-        candidates.append((runs[scale]["success"], planner, scale, runs[scale]["seconds_per_episode"]))
+        scale = max([1.0, *map(float, budgets[planner])])
+        row = entry["success"][planner][T] if scale == 1.0 else budgets[planner][f"{scale:g}"][T]
+        candidates.append((row["success"], planner, scale, row["seconds_per_episode"]))
     _, planner, scale, seconds = max(candidates)
-    rival = f"success_{BUDGET_ENERGY}_{planner}_T{T}" if scale == "1" \
-        else f"success_{BUDGET_ENERGY}_{planner}_x{scale}_T{T}"
-    return {"rival": planner, "rival_scale": float(scale), "rival_seconds_per_episode": seconds,
+    rival = f"success_{BUDGET_ENERGY}_{planner}_T{T}" if scale == 1.0 \
+        else f"success_{BUDGET_ENERGY}_{planner}_x{scale:g}_T{T}"
+    return {"rival": planner, "rival_scale": scale, "rival_seconds_per_episode": seconds,
             "helm_seconds_per_episode": helm_seconds, "at_least_helms_seconds": seconds >= helm_seconds,
             **paired_difference(outcomes[f"success_{BUDGET_ENERGY}_helm_T{T}"], outcomes[rival])}
-
-
-def best_flat(entry: dict, T: str) -> str | None:
-    """The flat planner with the highest success at this point (chosen after the fact: HELM's hardest rival)."""
-    rivals = [p for p in FLAT if T in entry["success"].get(p, {})]
-    return max(rivals, key=lambda p: entry["success"][p][T]["success"]) if rivals else None
 
 
 def criteria(table: dict) -> list:
@@ -188,7 +180,7 @@ def format_table(table: dict) -> str:
             cells = [entry["success"].get(p, {}).get(T) for p in PLANNERS]
             text = "  ".join(f"{c['success']:5.2f} {c['seconds_per_episode']:5.2f}s" if c else f"{'-':>15s}"
                              for c in cells)
-            rival = best_flat(entry, T)
+            rival = analyze_planning.best_flat(entry, T)
             gain = entry["paired"].get(T, {}).get(rival)
             gain_text = f"{gain['difference']:+.2f} [{gain['ci95'][0]:+.2f}, {gain['ci95'][1]:+.2f}] vs {rival}" \
                 if gain else "-"
@@ -201,51 +193,12 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_map(saved: dict, path) -> object:
-    """Success against the energy's reach per planner (top), HELM's paired gain over the best flat
-    planner with its 95 % interval (bottom); one column per T."""
-    table = saved["energies"]
-    names = list(table)
-    x = np.arange(len(names))
-    fig, axes = viz.new_figure(len(HORIZONS), 2, width=5.5, height=3.6)
-    for col, T in enumerate(map(str, HORIZONS)):
-        top, bottom = axes[0, col], axes[1, col]
-        for planner in PLANNERS:
-            rows = [table[n]["success"].get(planner, {}).get(T) for n in names]
-            if all(r is None for r in rows):
-                continue
-            mean = [r["success"] if r else np.nan for r in rows]
-            low = [min(r["success_per_seed"]) if r else np.nan for r in rows]
-            high = [max(r["success_per_seed"]) if r else np.nan for r in rows]
-            top.plot(x, mean, marker="o", color=viz.color(planner), label=analyze_planning.PLANNER_LABELS[planner])
-            top.fill_between(x, low, high, color=viz.color(planner), alpha=0.12)
-        top.set(title=f"T = {T}: success (band: seed range)", ylim=(-0.03, 1.03), ylabel="success")
-        gains = [table[n]["paired"].get(T, {}).get(best_flat(table[n], T) or "") for n in names]
-        mean = np.array([g["difference"] if g else np.nan for g in gains])
-        err = np.array([[g["difference"] - g["ci95"][0], g["ci95"][1] - g["difference"]] if g else [np.nan] * 2
-                        for g in gains]).T
-        bottom.errorbar(x, mean, yerr=err, fmt="o", capsize=4, color="black")
-        bottom.axhline(0, color="grey", lw=0.8)
-        bottom.set(title=f"T = {T}: HELM minus best flat planner (paired 95 % CI)", ylabel="difference",
-                   ylim=(-1.03, 1.03), xticks=x, xticklabels=[n.replace("_", " ") for n in names])
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    return viz.save(fig, path)
-
-
-def plot_budgets(saved: dict, path) -> object:
-    """Success against planning seconds per episode, every planner at its three budgets (BUDGET_ENERGY)."""
-    entry = saved["energies"][BUDGET_ENERGY]
-    fig, axes = viz.new_figure(len(HORIZONS), 1, width=5.5, height=4.0)
-    for ax, T in zip(axes[0], map(str, HORIZONS)):
-        for planner in BUDGETS:
-            rows = [entry["success"][planner][T]] + [per_T[T] for per_T in entry["budgets"][planner].values()]
-            rows.sort(key=lambda r: r["seconds_per_episode"])
-            ax.plot([r["seconds_per_episode"] for r in rows], [r["success"] for r in rows], marker="o",
-                    color=viz.color(planner), label=analyze_planning.PLANNER_LABELS[planner])
-        ax.set(xscale="log", title=f"{BUDGET_ENERGY} energy, T = {T}: three budgets each", ylim=(-0.03, 1.03),
-               xlabel="planning seconds per episode", ylabel="success")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    return viz.save(fig, path)
+def per_call_macs(cfg, device) -> dict:
+    """Multiply-adds of one call of each network on one 19 x 19 observation (`compute.call_macs`), per energy
+    family (they do not depend on the weights)."""
+    model = build_world_model(cfg, device)
+    return {family: call_macs(model, build_energy(dataclasses.replace(cfg, energy_family=family), device), (19, 19),
+                              device) for family in ("propagated", "local")}
 
 
 @command(PROG)
@@ -259,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                              inline=lambda named: _inline(cfg, named))))
     table, outcomes = summarize(results)
     saved = {"seeds": cfg.map_seeds, "horizons": HORIZONS, "energies": table, "config": identity(cfg, "model", "eval"),
+             "per_call_macs": per_call_macs(cfg, device),
              "models": {f"seed{s}": {k: r[k] for k in ("quality", "diverged", "training_seconds")}
                         for s, r in results.items()},
              "runtime_seconds": timer.seconds()}
@@ -266,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     saved["criteria"] = [dataclasses.asdict(c) for c in checks]
     write_json(staged.results / "reach_map.json", saved)
     write_npz(staged.results / "exp3_reach_map_arrays.npz", outcomes)
-    plot_map(saved, staged.plots / "exp3_reach_map.png")
-    if "budgets" in table.get(BUDGET_ENERGY, {}):
-        plot_budgets(saved, staged.plots / "exp3_reach_map_budgets.png")
+    analyze_planning.plot_reach_map(saved, staged.plots)
     print(format_table(table))
     return finish(cfg, checks, staged.publish(), timer.seconds())
 

@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         if (out / "results" / "layout_sweep.json").exists():
             analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"),
                                                staged.plots / "exp3_layout_sweep.png")
+        if (out / "results" / "reach_map.json").exists():
+            analyze_planning.plot_reach_map(read_json(out / "results" / "reach_map.json"), staged.plots)
         print("\n".join(f"wrote {p}" for p in staged.publish()))
         return 0
     units = run_all_units(cfg, device)

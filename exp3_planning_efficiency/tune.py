@@ -33,8 +33,9 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
   weights with another initialization (10 gave 0.53, 30-300 0.70-0.71): the smallest weight within
   0.02 of the best Spearman. (The sweep's own result, 0.46 / 0.49 / 0.45 / 0.52, chose 300; the
   initialization moves the Spearman more than the weight does: 0.41-0.70 over four inits at 30.)
-- `coarse`: a diagnostic of HELM's coarse level under the local energy: the coarse transition with 16
-  or 32 channels (more exact macro-steps), planning 5 or 20 macro-steps ahead, beside
+- `coarse`: a diagnostic of HELM's coarse level under the local energy and under the propagated one
+  cut at 16 sweeps: the coarse transition with 16 or 32 channels (more exact macro-steps), planning 5
+  or 20 macro-steps ahead, beside
   `helm_exact_coarse` (the true coarse transitions, a reference that reads the layout) and CEM with
   horizon 32: is it the coarse model's error or the search that fails? (T = 50 and 80 only, 20 tasks each.)
 The `energy` and `world_model` choices were reverted after the full default run with them (the
@@ -80,8 +81,9 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
                  for reach, k in (("whole_maze", 0), ("reach_16", 16), ("reach_8", 8)) for horizon in (5, 20)},
               **{f"local_coarse_horizon_{horizon}": {"energy_family": "local", "coarse_horizon": horizon}
                  for horizon in (5, 20)}},
-    "coarse": {**{f"local_coarse_{channels}_channels_horizon_{horizon}": {
-        "energy_family": "local", "coarse_hidden_channels": channels, "coarse_horizon": horizon}
+    "coarse": {**{f"{energy}_coarse_{channels}_channels_horizon_{horizon}": {
+        **change, "coarse_hidden_channels": channels, "coarse_horizon": horizon}
+        for energy, change in (("local", {"energy_family": "local"}), ("reach_16", {"energy_reach": 16}))
         for channels in (16, 32) for horizon in (5, 20)},
         "local_cem_horizon_32": {"energy_family": "local", "cem_horizon": 32}},
 }
