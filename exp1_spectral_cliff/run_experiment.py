@@ -21,8 +21,7 @@ from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.measurements import measure_true, measure_variant
-from exp1_spectral_cliff.plots import make_plots
-from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
+from exp1_spectral_cliff.plots import make_plots, plot_saved_sweep
 from exp1_spectral_cliff.train_helm import launch_variant_units, train_and_load
 
 PROG = "exp1_spectral_cliff/run_experiment.py"

@@ -10,62 +10,16 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from common.cli import command, read_json, read_npz
 from common.cli_parse import parse
 from common.config import Exp2Config
-from common.runs import (StagedOutputs, Timer, criterion, finish, seed_everything, setup_torch, write_npz,
-                         write_results)
+from common.runs import StagedOutputs, Timer, finish, seed_everything, setup_torch, write_npz, write_results
 from exp2_funnel_heatmap.energy_functions import Landscape
-from exp2_funnel_heatmap.sweep import plot_sweep
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
-from exp2_funnel_heatmap.visualize_heatmap import analyze, make_plots, summarize
+from exp2_funnel_heatmap.visualize_heatmap import (analyze, criteria_rows, criteria_spread, make_plots, plot_sweep,
+                                                   summarize)
 
 PROG = "exp2_funnel_heatmap/run_experiment.py"
-
-
-def criteria_rows(m: dict, seed_index: int | None = None) -> list:
-    """The criteria over all seeds (means, worst seed), or on one seed alone (`seed_index`)."""
-    def per_seed(group: dict, name: str) -> list:
-        values = group[name]["per_seed"]
-        return values if seed_index is None else [values[seed_index]]
-
-    def mean(name: str):
-        values = [v for v in per_seed(m["coverage"], name) if v is not None and np.isfinite(v)]
-        return float(np.mean(values)) if values else float("nan")
-
-    helm, flat, moll = mean("helm"), mean("flat"), mean("mollified")
-    floor = 1.0 / m["num_basin_starts"]  # a 0 % Flat counts as one start, so the ratio stays finite
-    spur_helm, spur_flat = per_seed(m["spurious_minima"], "helm"), per_seed(m["spurious_minima"], "flat")
-    return [
-        criterion("HELM basin coverage (mean over seeds)", "> 60 %", 100 * helm, lambda v: v > 60),
-        criterion("Flat basin coverage (mean over seeds)", "<= 20 %", 100 * flat, lambda v: v <= 20),
-        criterion("HELM / Flat coverage", ">= 4x", helm / max(flat, floor), lambda v: v >= 4),
-        criterion("HELM spurious minima (worst seed)", "<= 2", max(spur_helm), lambda v: v <= 2),
-        criterion("Flat spurious minima (fewest, over seeds)", ">= 8", min(spur_flat), lambda v: v >= 8),
-        criterion("|HELM - exact mollified| coverage", "<= 10 points", 100 * abs(helm - moll), lambda v: v <= 10),
-        criterion("HELM basin coverage (worst seed)", ">= 90 %", 100 * min(per_seed(m["coverage"], "helm")),
-                  lambda v: v >= 90),
-    ]
-
-
-def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
-    """Each criterion evaluated on every seed alone: median and worst measurement, seeds passing
-    ("worst" is the lowest value for a ">" target, the highest for a "<" one)."""
-    per_seed = [criteria_rows(m, i) for i in range(len(seeds))]
-    spread = []
-    for j, row in enumerate(per_seed[0]):
-        measured = np.array([np.nan if rows[j].measured is None else rows[j].measured for rows in per_seed])
-        finite = measured[np.isfinite(measured)]  # a diverged model has no measurement
-        worst = (finite.min() if row.target.startswith(">") else finite.max()) if finite.size else None
-        spread.append({"name": row.name, "target": row.target,
-                       "median": float(np.median(finite)) if finite.size else None,
-                       "worst": None if worst is None else float(worst),
-                       "seeds_passing": sum(rows[j].passed for rows in per_seed), "seeds": len(seeds),
-                       "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
-                       "per_seed": measured.tolist()})
-    return spread
 
 
 def measure(cfg, device) -> dict:
