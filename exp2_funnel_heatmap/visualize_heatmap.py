@@ -1,4 +1,4 @@
-"""Basin analysis of every landscape, the criteria and the figures, rebuilt from the saved arrays.
+"""Basin analysis of every landscape, the criteria, tables and figures, rebuilt from the saved arrays.
 
 Landscapes: `true` (E*), `mollified` (exact E*_sigma, the ideal HELM approximates), and the learned
 models `flat`, `helm` and `helm_<other form>` (one per seed).
@@ -138,7 +138,7 @@ def summarize(a: dict, final_loss: np.ndarray) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# criteria (from metrics.json's measurements)
+# criteria and tables (from metrics.json's measurements)
 
 
 def criteria_rows(m: dict, seed_index: int | None = None) -> list:
@@ -182,6 +182,26 @@ def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
                        "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
                        "per_seed": measured.tolist()})
     return spread
+
+
+def format_tables(m: dict) -> str:
+    """The tables a run prints: coverage, spurious minima and fit error per landscape, then each
+    criterion on each seed alone (`m["criteria_per_seed"]`)."""
+    lines = [f"\n{'landscape':<28}{'coverage %':>20}{'spurious minima':>18}{'RMSE to E* / A':>16}"]
+    for name, c in m["coverage"].items():
+        fit = m["fit_error"].get(name)
+        rmse = f"{fit['rmse_to_true_over_A']['mean']:.3f}" if fit else "-"
+        s = m["spurious_minima"][name]
+        lines.append(f"{name:<28}{100 * c['mean']:>12.1f} +- {100 * c['std']:<4.1f}"
+                     f"{s['mean']:>12.1f} +- {s['std']:<4.1f}{rmse:>12}")
+    spread = m["criteria_per_seed"]
+    lines += [f"\neach criterion on each seed alone ({spread[0]['seeds']} seeds)",
+              f"{'criterion':<44}{'target':>14}{'median':>10}{'worst':>10}{'seeds passing':>15}"]
+    def show(v):
+        return "n/a" if v is None else f"{v:.4g}"
+    lines += [f"{row['name']:<44}{row['target']:>14}{show(row['median']):>10}{show(row['worst']):>10}"
+              f"{row['seeds_passing']:>9} / {row['seeds']}" for row in spread]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,45 +13,41 @@ checkpointed with the config fields they depend on and skipped when a rerun woul
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
+from common.cli import command, read_npz
 from common.cli_parse import parse
 from common.config import Exp3Config
-from common.cli import command, read_npz
-from common.runs import StagedOutputs, Timer, finish, read_json, setup_torch, write_npz, write_results
+from common.runs import run_or_redraw, write_npz
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.units import run_all_units
 
 PROG = "exp3_planning_efficiency/run_experiment.py"
 
 
-@command(PROG)
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Exp3Config, argv, prog=PROG)
-    timer, out = Timer(), cfg.output_dir()
-    device = setup_torch(cfg)
-    staged = StagedOutputs(out)
-    if cfg.plots_only:
-        analyze_planning.plot_all(out / "results" / "metrics.json", read_npz(out / "results" / "exp3_arrays.npz"),
-                                  staged.plots)
-        if (out / "results" / "layout_sweep.json").exists():
-            analyze_planning.plot_layout_sweep(read_json(out / "results" / "layout_sweep.json"),
-                                               staged.plots / "exp3_layout_sweep.png")
-        print("\n".join(f"wrote {p}" for p in staged.publish()))
-        return 0
+def measure(cfg, device, results: Path) -> tuple[dict, list, dict]:
+    """Run every (seed, data source) unit: (metrics, criteria, arrays), the arrays (loss curves and
+    episode outcomes) saved to `results`/exp3_arrays.npz."""
     units = run_all_units(cfg, device)
     metrics = analyze_planning.summarize(units, cfg)
-    criteria = analyze_planning.criteria(metrics, cfg)
-    metrics_path = write_results(cfg, staged.results, "exp3_planning_efficiency", metrics, criteria, timer.seconds(),
-                                 device)
     arrays = {f"{name}_loss_{source}_seed{seed}": np.asarray(curve, dtype=np.float32)
               for (seed, source), r in units.items() for name, curve in r["loss_curves"].items()}
     arrays |= analyze_planning.outcome_arrays(units)
-    write_npz(staged.results / "exp3_arrays.npz", arrays)
-    analyze_planning.plot_all(metrics_path, arrays, staged.plots)
-    print(analyze_planning.format_tables(metrics))
-    return finish(cfg, criteria, staged.publish(), timer.seconds())
+    write_npz(results / "exp3_arrays.npz", arrays)
+    return metrics, analyze_planning.criteria(metrics, cfg), arrays
+
+
+@command(PROG)
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(Exp3Config, argv, prog=PROG)
+    return run_or_redraw(
+        cfg, "exp3_planning_efficiency", measure, report=lambda cfg, metrics: analyze_planning.format_tables(metrics),
+        plot=lambda cfg, arrays, metrics_path, plot_dir: analyze_planning.plot_all(metrics_path, arrays, plot_dir),
+        saved=lambda cfg: (cfg, read_npz(cfg.output_dir() / "results" / "exp3_arrays.npz")),
+        sweeps={"layout_sweep.json": lambda sweep, plot_dir: analyze_planning.plot_layout_sweep(
+            sweep, plot_dir / "exp3_layout_sweep.png")})
 
 
 if __name__ == "__main__":
