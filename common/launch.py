@@ -1,6 +1,6 @@
 """Where a run's independent units execute: `inline` (this process, or `--jobs` worker processes
-where an experiment asks for them), `local` (submitit's local executor: one subprocess per unit, `--jobs`
-at a time) or `slurm` (submitit's SLURM executor: one job per unit, in a job array).
+where the caller asks for them), `local` (submitit's local executor: one subprocess per unit,
+`--jobs` at a time) or `slurm` (submitit's SLURM executor: one job per unit, in a job array).
 
 submitit is the standard way to send Python functions to SLURM (it backs Hydra's launcher): no
 server, the same function and arguments whatever runs them, and a local executor that exercises the
@@ -37,7 +37,7 @@ class Unit:
     args: tuple
 
 
-def use_parent_torch_settings(num_threads: int) -> None:
+def _use_parent_torch_settings(num_threads: int) -> None:
     """The parent's torch settings in a worker (a fresh process would use every core and
     nondeterministic kernels, and give different numbers)."""
     torch.set_num_threads(num_threads)
@@ -46,12 +46,13 @@ def use_parent_torch_settings(num_threads: int) -> None:
 
 def run_in_worker(num_threads: int, fn: Callable, *args):
     """`fn(*args)` in a submitit process, with the parent's torch settings."""
-    use_parent_torch_settings(num_threads)
+    _use_parent_torch_settings(num_threads)
     return fn(*args)
 
 
 def _init_worker(num_threads: int, parent: int) -> None:
-    use_parent_torch_settings(num_threads)
+    """A worker process's set-up: the parent's torch settings, and an exit once the parent is gone."""
+    _use_parent_torch_settings(num_threads)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
