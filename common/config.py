@@ -426,7 +426,7 @@ class Exp3Config(RunConfig):
                                                      self.helm_num_samples) * max(self.planning_horizons)
                         * max(self.budget_scales + [1]) * 32)
         if not self.plots_only:
-            from exp3_planning_efficiency.run_experiment import unservable_horizon  # needs the mazes (torch)
+            from exp3_planning_efficiency.units import unservable_horizon  # needs the mazes (torch)
             problem = unservable_horizon(self)
             require(problem is None, f"planning_horizons: {problem}")
 

@@ -1,6 +1,6 @@
 """Where a run's independent units execute: `inline` (this process, or `--jobs` worker processes
-where an experiment has them), `local` (submitit's local executor: one subprocess per unit, `--jobs`
-at a time) or `slurm` (submitit's SLURM executor: one job per unit, in a job array).
+where the caller asks for them), `local` (submitit's local executor: one subprocess per unit,
+`--jobs` at a time) or `slurm` (submitit's SLURM executor: one job per unit, in a job array).
 
 submitit is the standard way to send Python functions to SLURM (it backs Hydra's launcher): no
 server, the same function and arguments whatever runs them, and a local executor that exercises the
@@ -11,7 +11,11 @@ redoes only the units whose checkpoints are missing.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,12 +37,44 @@ class Unit:
     args: tuple
 
 
-def run_in_worker(num_threads: int, fn: Callable, *args):
-    """`fn(*args)` with the parent's torch settings (a fresh process would use every core and
+def _use_parent_torch_settings(num_threads: int) -> None:
+    """The parent's torch settings in a worker (a fresh process would use every core and
     nondeterministic kernels, and give different numbers)."""
     torch.set_num_threads(num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def run_in_worker(num_threads: int, fn: Callable, *args):
+    """`fn(*args)` in a submitit process, with the parent's torch settings."""
+    _use_parent_torch_settings(num_threads)
     return fn(*args)
+
+
+def _init_worker(num_threads: int, parent: int) -> None:
+    """A worker process's set-up: the parent's torch settings, and an exit once the parent is gone."""
+    _use_parent_torch_settings(num_threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the main process `parent` is gone (killed by SIGTERM or SIGKILL, say),
+    instead of training on as an orphan; finished units are in their checkpoints, so a rerun resumes.
+    (`parent` is passed in, not read here: the main process may die before a worker starts.)"""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _run_inline(cfg, units: list[Unit], worker_processes: bool) -> list:
+    """The units' return values, run one after another in this process, or (`worker_processes` and
+    `cfg.jobs` > 1) in `cfg.jobs` spawned worker processes that end with this one."""
+    if not worker_processes or cfg.jobs == 1:
+        return [unit.fn(*unit.args) for unit in progress(units, cfg.quiet, desc="units")]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(cfg.num_threads, os.getpid())) as pool:
+        futures = [pool.submit(unit.fn, *unit.args) for unit in units]
+        return [future.result() for future in futures]
 
 
 def executor_for(cfg, log_dir: Path):
@@ -62,14 +98,12 @@ def submit(executor, units: list[Unit], cfg) -> list:
         return [executor.submit(*call) for call in calls]
 
 
-def launch(cfg, units: list[Unit], log_dir: Path, inline: Callable[[list[Unit]], list] | None = None) -> list:
-    """Run `units` with `cfg.launcher`; their return values in order. `inline` overrides how the
-    inline launcher runs them (an experiment's own worker pool); by default one after another.
-    Raises UnitsFailed after every unit has finished or failed."""
+def launch(cfg, units: list[Unit], log_dir: Path, worker_processes: bool = False) -> list:
+    """Run `units` with `cfg.launcher`; their return values in order. Inline they run one after
+    another, or in `cfg.jobs` worker processes where the caller asks for `worker_processes`
+    (`_run_inline`). Raises UnitsFailed after every unit has finished or failed."""
     if cfg.launcher == "inline":
-        if inline is not None:
-            return inline(units)
-        return [unit.fn(*unit.args) for unit in progress(units, cfg.quiet, desc="units")]
+        return _run_inline(cfg, units, worker_processes)
     executor = executor_for(cfg, Path(log_dir))
     window = cfg.jobs if cfg.launcher == "local" else len(units)  # SLURM throttles its own array
     jobs: dict[int, Any] = {}

@@ -19,13 +19,13 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import naming, read_json  # noqa: F401 - read_json: the reader of saved JSON, here with the writers
+from common.cli import naming, read_json
 
 
 def seed_everything(seed: int) -> None:
@@ -371,3 +371,36 @@ def finish(cfg, criteria: list[Criterion], outputs: list[Path], runtime_seconds:
         print(f"wrote {path}")
     failed = any(not c.passed for c in criteria)
     return 1 if cfg.strict and failed else 0
+
+
+def run_or_redraw(cfg, experiment: str, measure: Callable, report: Callable, plot: Callable, saved: Callable,
+                  sweeps: dict[str, Callable]) -> int:
+    """The run of `experiment` (an experiment folder's name) that every run_experiment.py shares;
+    returns the process exit code. Every file is staged and published together (`StagedOutputs`).
+
+    - `measure(cfg, device, results_dir) -> (metrics, criteria, arrays)`: trains (or resumes) and
+      measures, and writes the run's arrays into the staged `results_dir`; then `write_results`,
+      `report(cfg, metrics)` is printed (the tables), `plot(cfg, arrays, metrics_path, plot_dir)` draws
+      the run's figures and `finish` prints the criteria.
+    - `--plots-only`: `saved(cfg) -> (cfg, arrays)` reads the run saved in the output folder, which
+      `plot` redraws (its metrics.json there).
+    - Either way, `sweeps` ({"<name>.json": redraw(saved_json, plot_dir)}) redraws the figure of every
+      sweep saved in the output folder's results/ by the experiment's sweep scripts."""
+    timer, device = Timer(), setup_torch(cfg)
+    out = cfg.output_dir()
+    staged = StagedOutputs(out)
+    if cfg.plots_only:
+        plot(*saved(cfg), out / "results" / "metrics.json", staged.plots)
+    else:
+        metrics, criteria, arrays = measure(cfg, device, staged.results)
+        metrics_path = write_results(cfg, staged.results, experiment, metrics, criteria, timer.seconds(), device)
+        print(report(cfg, metrics))
+        plot(cfg, arrays, metrics_path, staged.plots)
+    for name, redraw in sweeps.items():
+        if (out / "results" / name).exists():
+            redraw(read_json(out / "results" / name), staged.plots)
+    outputs = staged.publish()
+    if cfg.plots_only:
+        print("\n".join(f"wrote {path}" for path in outputs))
+        return 0
+    return finish(cfg, criteria, outputs, timer.seconds())

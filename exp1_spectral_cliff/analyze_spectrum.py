@@ -161,3 +161,15 @@ def control_table(cfg, summary: dict) -> str:
     error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode;
     the same formatter writes the README's table (`common.readme_tables`)."""
     return readme_tables.control_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons)
+
+
+def format_tables(cfg, metrics: dict) -> str:
+    """The tables a run prints: both rollout Jacobian norms, planning in the true system, HELM's accuracy cost."""
+    summary = metrics["variants"]
+    lines = [f"\n{label} (median [q25, q75] over seeds x test states)\n" + norm_table(cfg, summary, label)
+             for label in ("norm_action", "norm_state")]
+    lines.append("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random "
+                 "actions)\n" + control_table(cfg, summary))
+    lines += [f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})"
+              for key, v in metrics["accuracy_cost"].items()]
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The figures of Experiment 1, drawn from the saved arrays (`arrays.py`)."""
+"""The figures of Experiment 1, drawn from the saved arrays (`arrays.py`), and the trade-off figure of
+the tuning-seed sweep (`sweep_lambda.py`), drawn from its rows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import numpy as np
 
 from common import viz_utils
 from exp1_spectral_cliff.arrays import NAMES
+
+SWEEP_FAMILIES = {"spectral": "per-step hinge", "ftle": "FTLE (gradient flossing)", "kstep": "k-step hinge"}
+"""The regularizer families of the accuracy/stability sweep (`sweep_lambda.FAMILIES`), as the figure names them."""
 
 
 def plot_spectral_cliff(cfg, arrays: dict, path: Path) -> Path:
@@ -104,3 +108,43 @@ def make_plots(cfg, arrays: dict, plot_dir: Path) -> list[Path]:
                 plot_convergence(cfg, arrays, plot_dir / "exp1_convergence_rate.png"),
                 plot_true_system_planning(cfg, arrays, plot_dir / "exp1_true_system_planning.png"),
                 plot_training_curves(cfg, arrays, plot_dir / "exp1_training_curves.png")]
+
+
+def plot_tradeoff(rows: list[dict], chosen: int | None, path):
+    """1-step RMSE against ||ds/da||_F(T=100) and against the T=50->200 growth ratio, one line per family."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.2)
+    flat = rows[0]
+    for ax, key, label in ((axes[0, 0], "norm_T100", r"$\|\partial s_T/\partial a\|_F$ at T=100 (median)"),
+                           (axes[0, 1], "growth_ratio", "log-growth T=50->200 / Flat's")):
+        if key not in flat:
+            continue
+        for family, name in SWEEP_FAMILIES.items():
+            fam = [r for r in rows if r["family"] == family]
+            x, y = [r["rmse_1step"] for r in fam], [r[key] for r in fam]
+            ax.plot(x, y, marker="o", color=viz_utils.color({"spectral": "helm"}.get(family, family)), label=name)
+            for r in fam:
+                ax.annotate(f"{r['lambda']:g}", (r["rmse_1step"], r[key]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.plot([flat["rmse_1step"]], [flat[key]], marker="s", color=viz_utils.color("flat"), ls="", label="Flat")
+        if chosen is not None:
+            ax.plot([rows[chosen]["rmse_1step"]], [rows[chosen][key]], marker="*", ms=14, color="gold", ls="",
+                    markeredgecolor="k", label="chosen default")
+        ax.axvline(3 * flat["rmse_1step"], color="grey", ls=":", lw=1, label="3x Flat's 1-step RMSE")
+        ax.axhline(20 if key == "norm_T100" else 0.10, color="grey", ls="--", lw=1, label="target")
+        ax.set_xscale("log")
+        ax.set_xlabel("1-step test RMSE (normalized, tuning seed)")
+        ax.set_ylabel(label)
+        if key == "norm_T100":
+            ax.set_yscale("log")
+        ax.legend(fontsize=6)
+    fig.suptitle("Exp 1 frontier: accuracy vs bounded rollout Jacobians per regularizer family (labels: strength; "
+                 "all with HF)", fontsize=9)
+    return viz_utils.save(fig, path)
+
+
+def plot_saved_sweep(saved: dict, plot_dir) -> None:
+    """The trade-off figure redrawn from a saved sweep.json (of `sweep_lambda.py`) into `plot_dir`."""
+    rows = saved["members"]
+    chosen = next((i for i, r in enumerate(rows) if saved["chosen"] and r["family"] == saved["chosen"]["family"]
+                   and r["lambda"] == saved["chosen"]["lambda"]), None)
+    plot_tradeoff(rows, chosen, plot_dir / "exp1_tradeoff.png")

@@ -9,27 +9,28 @@ Jacobians, planning convergence and accuracy, write plots + metrics, print the c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from common.cli import command, read_json
+from common.cli import command
 from common.cli_parse import parse
 from common.config import Exp1Config
 from common.output_folder import with_saved_fields
-from common.runs import StagedOutputs, Timer, finish, seed_everything, setup_torch, write_results
+from common.runs import run_or_redraw, seed_everything
 from exp1_spectral_cliff import analyze_spectrum as analysis
 from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.measurements import measure_true, measure_variant
-from exp1_spectral_cliff.plots import make_plots
-from exp1_spectral_cliff.sweep_lambda import plot_saved_sweep
+from exp1_spectral_cliff.plots import make_plots, plot_saved_sweep
 from exp1_spectral_cliff.train_helm import launch_variant_units, train_and_load
 
 PROG = "exp1_spectral_cliff/run_experiment.py"
 
 
-def measure(cfg, device) -> tuple[dict, dict]:
-    """Train (or resume) every variant and measure it; returns (arrays, training info)."""
+def measure(cfg, device, results: Path) -> tuple[dict, list, dict]:
+    """Train (or resume) every variant and measure it: (metrics, criteria, arrays), the arrays saved
+    to `results`/exp1_arrays.npz."""
     if cfg.launcher != "inline":
         launch_variant_units(cfg, cfg.output_dir() / "checkpoints", device)
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
@@ -41,43 +42,24 @@ def measure(cfg, device) -> tuple[dict, dict]:
                                                                   cfg.output_dir() / "checkpoints", device)
         arrays[variant] = {**measure_variant(cfg, models, seeds, datasets),
                            "loss_curves": curves.astype(np.float32)}
-    return arrays, training
+    save_arrays(results / "exp1_arrays.npz", cfg, arrays)
+    summary = analysis.summarize(cfg, arrays)
+    metrics = {"protocol": cfg.train_protocol, "variants": summary, "accuracy_cost": analysis.accuracy_cost(summary),
+               "training": training}
+    return metrics, analysis.make_criteria(cfg, summary), arrays
+
+
+def saved(cfg) -> tuple:
+    """The saved run --plots-only redraws: its config (number-changing fields) and arrays."""
+    return with_saved_fields(cfg), load_arrays(cfg.output_dir() / "results" / "exp1_arrays.npz")
 
 
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     cfg = parse(Exp1Config, argv, prog=PROG)
-    timer, device = Timer(), setup_torch(cfg)
-    out = cfg.output_dir()
-    staged = StagedOutputs(out)
-    if cfg.plots_only:
-        cfg = with_saved_fields(cfg)
-        arrays = load_arrays(out / "results" / "exp1_arrays.npz")
-    else:
-        arrays, training = measure(cfg, device)
-        save_arrays(staged.results / "exp1_arrays.npz", cfg, arrays)
-        summary = analysis.summarize(cfg, arrays)
-        criteria = analysis.make_criteria(cfg, summary)
-        accuracy = analysis.accuracy_cost(summary)
-        metrics = {"protocol": cfg.train_protocol, "variants": summary, "accuracy_cost": accuracy,
-                   "training": training}
-        write_results(cfg, staged.results, "exp1_spectral_cliff", metrics, criteria, timer.seconds(), device)
-        for label in ("norm_action", "norm_state"):
-            print(f"\n{label} (median [q25, q75] over seeds x test states)\n"
-                  + analysis.norm_table(cfg, summary, label))
-        print("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random actions)\n"
-              + analysis.control_table(cfg, summary))
-        for key, v in accuracy.items():
-            print(f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})")
-    make_plots(cfg, arrays, staged.plots)
-    sweep_path = out / "results" / "sweep.json"
-    if sweep_path.exists():
-        plot_saved_sweep(read_json(sweep_path), staged.plots)
-    outputs = staged.publish()
-    if cfg.plots_only:
-        print("\n".join(f"wrote {p}" for p in outputs))
-        return 0
-    return finish(cfg, criteria, outputs, timer.seconds())
+    return run_or_redraw(cfg, "exp1_spectral_cliff", measure, report=analysis.format_tables,
+                         plot=lambda cfg, arrays, metrics_path, plot_dir: make_plots(cfg, arrays, plot_dir),
+                         saved=saved, sweeps={"sweep.json": plot_saved_sweep})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 
 import numpy as np
 
-from common import viz_utils
 from common.cli import command
 from common.cli_parse import parse
 from common.config import Exp1Config
@@ -28,12 +27,12 @@ from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_
                          write_json)
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.models import EnsembleStepModel
+from exp1_spectral_cliff.plots import plot_tradeoff
 from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms
 from exp1_spectral_cliff.train_helm import train_members, unit_config
 
-FAMILIES = {"spectral": ("lambda_sweep", "per-step hinge"), "ftle": ("ftle_sweep", "FTLE (gradient flossing)"),
-            "kstep": ("kstep_sweep", "k-step hinge")}
+FAMILIES = {"spectral": "lambda_sweep", "ftle": "ftle_sweep", "kstep": "kstep_sweep"}  # family -> its strengths' field
 STABILITY_DEFAULTS = ("lambda_spectral", "lambda_ftle", "lambda_kstep")  # what the sweep chooses
 PROG = "exp1_spectral_cliff/sweep_lambda.py"
 RULE = ("among the members meeting the three norm criteria on the tuning seed, the lowest 1-step RMSE")
@@ -42,7 +41,7 @@ RULE = ("among the members meeting the three norm criteria on the tuning seed, t
 def sweep_members(cfg) -> list[dict]:
     """[Flat] + one member per (family, strength): {"family", "lambda", "weights" (penalty -> weight)}."""
     members = [{"family": "flat", "lambda": 0.0, "weights": {}}]
-    for family, (field, _) in FAMILIES.items():
+    for family, field in FAMILIES.items():
         members += [{"family": family, "lambda": lam, "weights": {family: lam, "hf": cfg.lambda_hf}}
                     for lam in getattr(cfg, field)]
     return members
@@ -115,38 +114,6 @@ def choose(rows: list[dict]) -> int | None:
     return min(passing, key=lambda i: rows[i]["rmse_1step"]) if passing else None
 
 
-def plot_tradeoff(rows: list[dict], chosen: int | None, path):
-    """1-step RMSE against ||ds/da||_F(T=100) and against the T=50->200 growth ratio, one line per family."""
-    fig, axes = viz_utils.new_figure(ncols=2, width=5.0, height=4.2)
-    flat = rows[0]
-    for ax, key, label in ((axes[0, 0], "norm_T100", r"$\|\partial s_T/\partial a\|_F$ at T=100 (median)"),
-                           (axes[0, 1], "growth_ratio", "log-growth T=50->200 / Flat's")):
-        if key not in flat:
-            continue
-        for family, (_, name) in FAMILIES.items():
-            fam = [r for r in rows if r["family"] == family]
-            x, y = [r["rmse_1step"] for r in fam], [r[key] for r in fam]
-            ax.plot(x, y, marker="o", color=viz_utils.color({"spectral": "helm"}.get(family, family)), label=name)
-            for r in fam:
-                ax.annotate(f"{r['lambda']:g}", (r["rmse_1step"], r[key]), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.plot([flat["rmse_1step"]], [flat[key]], marker="s", color=viz_utils.color("flat"), ls="", label="Flat")
-        if chosen is not None:
-            ax.plot([rows[chosen]["rmse_1step"]], [rows[chosen][key]], marker="*", ms=14, color="gold", ls="",
-                    markeredgecolor="k", label="chosen default")
-        ax.axvline(3 * flat["rmse_1step"], color="grey", ls=":", lw=1, label="3x Flat's 1-step RMSE")
-        ax.axhline(20 if key == "norm_T100" else 0.10, color="grey", ls="--", lw=1, label="target")
-        ax.set_xscale("log")
-        ax.set_xlabel("1-step test RMSE (normalized, tuning seed)")
-        ax.set_ylabel(label)
-        if key == "norm_T100":
-            ax.set_yscale("log")
-        ax.legend(fontsize=6)
-    fig.suptitle("Exp 1 frontier: accuracy vs bounded rollout Jacobians per regularizer family (labels: strength; "
-                 "all with HF)", fontsize=9)
-    return viz_utils.save(fig, path)
-
-
 @command(PROG)
 def main(argv=None) -> int:
     cfg = parse(Exp1Config, argv, prog=PROG, redraws=False)
@@ -175,14 +142,6 @@ def main(argv=None) -> int:
     for path in staged.publish():
         print(f"wrote {path}")
     return 0
-
-
-def plot_saved_sweep(saved: dict, plot_dir) -> None:
-    """Redraw the trade-off figure from a saved sweep.json (used by run_experiment.py --plots-only)."""
-    rows = saved["members"]
-    chosen = next((i for i, r in enumerate(rows) if saved["chosen"] and r["family"] == saved["chosen"]["family"]
-                   and r["lambda"] == saved["chosen"]["lambda"]), None)
-    plot_tradeoff(rows, chosen, plot_dir / "exp1_tradeoff.png")
 
 
 if __name__ == "__main__":

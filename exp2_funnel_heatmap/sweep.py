@@ -11,14 +11,13 @@ import sys
 
 import torch
 
-from common import viz_utils
 from common.cli import command
 from common.cli_parse import parse
 from common.config import Exp2Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
-from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, spurious_minima
+from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, plot_sweep, spurious_minima
 
 
 PROG = "exp2_funnel_heatmap/sweep.py"
@@ -60,41 +59,6 @@ def run_sweep(cfg, device) -> dict:
     return {"tuning_seed": cfg.tuning_seed, "rows": rows,
             "exact_mollified": [{"sigma": s, "coverage": float(c)} for s, c in zip(sig, exact["coverage"])],
             "true_coverage": float(true["coverage"][0])}
-
-
-def plot_sweep(sweep: dict, path):
-    """Coverage (left) and fit error to E* (right) vs sigma, per HF form and lambda."""
-    fig, axes = viz_utils.new_figure(ncols=2, width=5.2, height=4.0)
-    ax_cov, ax_fit = axes[0]
-    rows = sweep["rows"]
-    flat = [r for r in rows if r["form"] == "flat"][0]
-    series = [("mollified_target", None, "helm", "HELM mollified_target", "-")]
-    lams = sorted({r["lambda_hf"] for r in rows if r["form"] == "consistency"})
-    series += [("consistency", lam, "helm_consistency", f"HELM consistency, lambda={lam:g}", ls)
-               for lam, ls in zip(lams, ["--", "-.", ":", (0, (1, 3))] * 3)]
-    for form, lam, color_name, label, ls in series:
-        sel = sorted((r for r in rows if r["form"] == form and (lam is None or r["lambda_hf"] == lam)),
-                     key=lambda r: r["sigma"])
-        sig = [r["sigma"] for r in sel]
-        cov = [100 * r["coverage"] if r["coverage"] is not None else float("nan") for r in sel]
-        ax_cov.plot(sig, cov, marker="o", ms=3.5, ls=ls, color=viz_utils.color(color_name), label=label)
-        ax_fit.plot(sig, [r["rmse_to_true_over_A"] for r in sel], marker="o", ms=3.5, ls=ls,
-                    color=viz_utils.color(color_name), label=label)
-    ex = sweep["exact_mollified"]
-    ax_cov.plot([e["sigma"] for e in ex], [100 * e["coverage"] for e in ex], marker="s", ms=3.5,
-                color=viz_utils.color("mollified"), label="exact mollified E*_sigma")
-    for ax, value, unit in ((ax_cov, 100 * (flat["coverage"] or float("nan")), "coverage"),
-                            (ax_fit, flat["rmse_to_true_over_A"], "fit")):
-        ax.axhline(value, color=viz_utils.color("flat"), lw=1, label="Flat")
-    ax_cov.axhline(100 * sweep["true_coverage"], color=viz_utils.color("true"), lw=1, ls=":", label="true E*")
-    ax_fit.axhline(1.0, color="grey", lw=0.8, ls=":", label="RMSE = A")
-    for ax in (ax_cov, ax_fit):
-        ax.set_xscale("log"), ax.set_xlabel("hf_noise_sigma")
-    ax_cov.set_ylabel("basin coverage (% of starts)"), ax_fit.set_ylabel("RMSE to E* / A")
-    ax_fit.set_yscale("log")
-    ax_cov.set_title(f"coverage (tuning seed {sweep['tuning_seed']})"), ax_fit.set_title("fit error to E*")
-    ax_cov.legend(fontsize=6.5), ax_fit.legend(fontsize=6.5)
-    return viz_utils.save(fig, path)
 
 
 @command(PROG)

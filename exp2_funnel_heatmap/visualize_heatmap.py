@@ -1,4 +1,4 @@
-"""Basin analysis of every landscape and the figures, rebuilt from the saved arrays.
+"""Basin analysis of every landscape, the criteria, tables and figures, rebuilt from the saved arrays.
 
 Landscapes: `true` (E*), `mollified` (exact E*_sigma, the ideal HELM approximates), and the learned
 models `flat`, `helm` and `helm_<other form>` (one per seed).
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from common import viz_utils
+from common.runs import criterion
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid, in_global_basin
 
 NUM_PATHS = 8  # descent paths drawn on the basin maps
@@ -137,7 +138,74 @@ def summarize(a: dict, final_loss: np.ndarray) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# plots (from the arrays only)
+# criteria and tables (from metrics.json's measurements)
+
+
+def criteria_rows(m: dict, seed_index: int | None = None) -> list:
+    """The criteria over all seeds (means, worst seed), or on one seed alone (`seed_index`)."""
+    def per_seed(group: dict, name: str) -> list:
+        values = group[name]["per_seed"]
+        return values if seed_index is None else [values[seed_index]]
+
+    def mean(name: str):
+        values = [v for v in per_seed(m["coverage"], name) if v is not None and np.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    helm, flat, moll = mean("helm"), mean("flat"), mean("mollified")
+    floor = 1.0 / m["num_basin_starts"]  # a 0 % Flat counts as one start, so the ratio stays finite
+    spur_helm, spur_flat = per_seed(m["spurious_minima"], "helm"), per_seed(m["spurious_minima"], "flat")
+    return [
+        criterion("HELM basin coverage (mean over seeds)", "> 60 %", 100 * helm, lambda v: v > 60),
+        criterion("Flat basin coverage (mean over seeds)", "<= 20 %", 100 * flat, lambda v: v <= 20),
+        criterion("HELM / Flat coverage", ">= 4x", helm / max(flat, floor), lambda v: v >= 4),
+        criterion("HELM spurious minima (worst seed)", "<= 2", max(spur_helm), lambda v: v <= 2),
+        criterion("Flat spurious minima (fewest, over seeds)", ">= 8", min(spur_flat), lambda v: v >= 8),
+        criterion("|HELM - exact mollified| coverage", "<= 10 points", 100 * abs(helm - moll), lambda v: v <= 10),
+        criterion("HELM basin coverage (worst seed)", ">= 90 %", 100 * min(per_seed(m["coverage"], "helm")),
+                  lambda v: v >= 90),
+    ]
+
+
+def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
+    """Each criterion evaluated on every seed alone: median and worst measurement, seeds passing
+    ("worst" is the lowest value for a ">" target, the highest for a "<" one)."""
+    per_seed = [criteria_rows(m, i) for i in range(len(seeds))]
+    spread = []
+    for j, row in enumerate(per_seed[0]):
+        measured = np.array([np.nan if rows[j].measured is None else rows[j].measured for rows in per_seed])
+        finite = measured[np.isfinite(measured)]  # a diverged model has no measurement
+        worst = (finite.min() if row.target.startswith(">") else finite.max()) if finite.size else None
+        spread.append({"name": row.name, "target": row.target,
+                       "median": float(np.median(finite)) if finite.size else None,
+                       "worst": None if worst is None else float(worst),
+                       "seeds_passing": sum(rows[j].passed for rows in per_seed), "seeds": len(seeds),
+                       "failing_seeds": [s for s, rows in zip(seeds, per_seed) if not rows[j].passed],
+                       "per_seed": measured.tolist()})
+    return spread
+
+
+def format_tables(m: dict) -> str:
+    """The tables a run prints: coverage, spurious minima and fit error per landscape, then each
+    criterion on each seed alone (`m["criteria_per_seed"]`)."""
+    lines = [f"\n{'landscape':<28}{'coverage %':>20}{'spurious minima':>18}{'RMSE to E* / A':>16}"]
+    for name, c in m["coverage"].items():
+        fit = m["fit_error"].get(name)
+        rmse = f"{fit['rmse_to_true_over_A']['mean']:.3f}" if fit else "-"
+        s = m["spurious_minima"][name]
+        lines.append(f"{name:<28}{100 * c['mean']:>12.1f} +- {100 * c['std']:<4.1f}"
+                     f"{s['mean']:>12.1f} +- {s['std']:<4.1f}{rmse:>12}")
+    spread = m["criteria_per_seed"]
+    lines += [f"\neach criterion on each seed alone ({spread[0]['seeds']} seeds)",
+              f"{'criterion':<44}{'target':>14}{'median':>10}{'worst':>10}{'seeds passing':>15}"]
+    def show(v):
+        return "n/a" if v is None else f"{v:.4g}"
+    lines += [f"{row['name']:<44}{row['target']:>14}{show(row['median']):>10}{show(row['worst']):>10}"
+              f"{row['seeds_passing']:>9} / {row['seeds']}" for row in spread]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# plots (from the arrays; the sweep's from its sweep.json)
 
 
 def _mark_minima(ax, axis, mask, label):
@@ -202,3 +270,38 @@ def make_plots(a: dict, plot_dir) -> list:
     out.append(viz_utils.plot_training_curves(plot_dir / "exp2_training_curves.png", {
         "energy models (loss / energy scale^2)": curves}))
     return out
+
+
+def plot_sweep(sweep: dict, path):
+    """Coverage (left) and fit error to E* (right) vs sigma, per HF form and lambda."""
+    fig, axes = viz_utils.new_figure(ncols=2, width=5.2, height=4.0)
+    ax_cov, ax_fit = axes[0]
+    rows = sweep["rows"]
+    flat = [r for r in rows if r["form"] == "flat"][0]
+    series = [("mollified_target", None, "helm", "HELM mollified_target", "-")]
+    lams = sorted({r["lambda_hf"] for r in rows if r["form"] == "consistency"})
+    series += [("consistency", lam, "helm_consistency", f"HELM consistency, lambda={lam:g}", ls)
+               for lam, ls in zip(lams, ["--", "-.", ":", (0, (1, 3))] * 3)]
+    for form, lam, color_name, label, ls in series:
+        sel = sorted((r for r in rows if r["form"] == form and (lam is None or r["lambda_hf"] == lam)),
+                     key=lambda r: r["sigma"])
+        sig = [r["sigma"] for r in sel]
+        cov = [100 * r["coverage"] if r["coverage"] is not None else float("nan") for r in sel]
+        ax_cov.plot(sig, cov, marker="o", ms=3.5, ls=ls, color=viz_utils.color(color_name), label=label)
+        ax_fit.plot(sig, [r["rmse_to_true_over_A"] for r in sel], marker="o", ms=3.5, ls=ls,
+                    color=viz_utils.color(color_name), label=label)
+    ex = sweep["exact_mollified"]
+    ax_cov.plot([e["sigma"] for e in ex], [100 * e["coverage"] for e in ex], marker="s", ms=3.5,
+                color=viz_utils.color("mollified"), label="exact mollified E*_sigma")
+    for ax, value, unit in ((ax_cov, 100 * (flat["coverage"] or float("nan")), "coverage"),
+                            (ax_fit, flat["rmse_to_true_over_A"], "fit")):
+        ax.axhline(value, color=viz_utils.color("flat"), lw=1, label="Flat")
+    ax_cov.axhline(100 * sweep["true_coverage"], color=viz_utils.color("true"), lw=1, ls=":", label="true E*")
+    ax_fit.axhline(1.0, color="grey", lw=0.8, ls=":", label="RMSE = A")
+    for ax in (ax_cov, ax_fit):
+        ax.set_xscale("log"), ax.set_xlabel("hf_noise_sigma")
+    ax_cov.set_ylabel("basin coverage (% of starts)"), ax_fit.set_ylabel("RMSE to E* / A")
+    ax_fit.set_yscale("log")
+    ax_cov.set_title(f"coverage (tuning seed {sweep['tuning_seed']})"), ax_fit.set_title("fit error to E*")
+    ax_cov.legend(fontsize=6.5), ax_fit.legend(fontsize=6.5)
+    return viz_utils.save(fig, path)

@@ -34,9 +34,9 @@ from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.evaluation import evaluate_track
 from exp3_planning_efficiency.paired import paired_difference
-from exp3_planning_efficiency.run_experiment import TRACK_KEYS, _inline, layout_sets, mazes_of
 from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.training import build_energy, build_world_model, load_networks, load_or_train_unit
+from exp3_planning_efficiency.units import TRACK_KEYS, layout_sets, mazes_of
 
 PROG = "exp3_planning_efficiency/reach_map.py"
 ENERGIES = {"local": {"energy_family": "local"}, "reach_8": {"energy_reach": 8}, "reach_16": {"energy_reach": 16},
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     staged, timer = StagedOutputs(cfg.output_dir()), Timer()
     units = [Unit(f"map/seed{seed}", map_unit, (cfg, seed, device)) for seed in cfg.map_seeds]
     results = dict(zip(cfg.map_seeds, launch(cfg, units, cfg.output_dir() / "checkpoints" / "launcher",
-                                             inline=lambda named: _inline(cfg, named))))
+                                             worker_processes=True)))
     table, outcomes = summarize(results)
     saved = {"seeds": cfg.map_seeds, "horizons": HORIZONS, "energies": table, "config": identity(cfg, "model", "eval"),
              "per_call_macs": per_call_macs(cfg, device),

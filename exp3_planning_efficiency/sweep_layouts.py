@@ -25,7 +25,7 @@ from common.cli_parse import parse
 from common.config import Exp3Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
-from exp3_planning_efficiency.run_experiment import layout_sets, run_units
+from exp3_planning_efficiency.units import layout_sets, run_units
 
 PROG = "exp3_planning_efficiency/sweep_layouts.py"
 PLANNERS = ["helm", "helm_no_coarse", "cem", "bfs"]

@@ -60,8 +60,8 @@ from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import Replay
-from exp3_planning_efficiency.run_experiment import layout_sets, mazes_of, run_unit
 from exp3_planning_efficiency.training import train_unit
+from exp3_planning_efficiency.units import layout_sets, mazes_of, run_unit
 
 PROG = "exp3_planning_efficiency/tune.py"
 PLANNERS = ["helm", "helm_no_coarse", "cem"]
