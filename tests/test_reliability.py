@@ -350,8 +350,7 @@ def test_full_disk_publishes_nothing_and_the_same_command_resumes(reference, tmp
 
 def test_ctrl_c_prints_one_line_and_the_same_command_resumes(reference, tmp_path, capsys, monkeypatch):
     exp = EXPS["exp2"]
-    module = importlib.import_module(f"{exp.folder}.run_experiment")
-    monkeypatch.setattr(module, "write_results", mock.Mock(side_effect=KeyboardInterrupt))  # Ctrl-C while staging
+    monkeypatch.setattr(runs, "write_results", mock.Mock(side_effect=KeyboardInterrupt))  # Ctrl-C while staging
     assert exp.main(exp.tiny + ["--out-dir", str(tmp_path)]) == 130
     assert_one_fault_line(capsys.readouterr().err, "interrupted", "nothing was published", "same command")
     assert published(tmp_path) == []
