@@ -31,10 +31,10 @@ from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, criterion, finish, numpy_rng, setup_torch, write_json, write_npz
 from exp3_planning_efficiency import analyze_planning
+from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.evaluation import evaluate_track
 from exp3_planning_efficiency.paired import paired_difference
-from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.training import build_energy, build_world_model, load_networks, load_or_train_unit
 from exp3_planning_efficiency.units import TRACK_KEYS, layout_sets, mazes_of
 
@@ -66,8 +66,10 @@ def map_unit(cfg, seed: int, device) -> dict:
     train = mazes_of("spanning", sets["train"], distances=False)[0]
     mazes, dists = mazes_of("spanning", sets["test"])
     layouts = f"test/{len(mazes)}"
+
     def replay():
         return Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(seed, "exp3-walks"))
+
     local_cfg = dataclasses.replace(cfg, energy_family="local")
     propagated = load_or_train_unit(cfg, seed, "layouts", replay, mazes, dists, layouts, ("spectral", "hf"), device,
                                     checkpoints)
@@ -87,10 +89,12 @@ def map_unit(cfg, seed: int, device) -> dict:
             continue  # a diverged network's rows stay missing (recorded in "diverged")
         models = {"world_model": propagated["unit_config"], "energy": local["unit_config"]} if is_local \
             else propagated["unit_config"]
+
         def evaluate(run_cfg, planners):
             return evaluate_track(run_cfg, seed, "unseen-layouts", TRACK_KEYS["unseen-layouts"],
                                   local_nets if is_local else nets, models, layouts, mazes, dists, planners,
                                   checkpoints, device)
+
         out["energies"][name] = evaluate(run_cfg, PLANNERS)["success"]
         if name == BUDGET_ENERGY:  # the same units at scale 1 come from their checkpoints
             out["budgets"] = {planner: evaluate(dataclasses.replace(run_cfg, budget_scales=list(scales)),
