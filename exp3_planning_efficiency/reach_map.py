@@ -115,15 +115,15 @@ def summarize(units: dict) -> tuple[dict, dict]:
             for T in map(str, HORIZONS):
                 runs = [units[s]["energies"][name][planner].get(T) for s in seeds]
                 if all(r is not None for r in runs):
-                    rows.setdefault(planner, {})[T] = pool(runs, outcomes, f"success_{name}_{planner}_T{T}")
+                    rows.setdefault(planner, {})[T] = pooled_row(runs, outcomes, f"success_{name}_{planner}_T{T}")
         paired = {T: {p: paired_difference(outcomes[f"success_{name}_helm_T{T}"], outcomes[f"success_{name}_{p}_T{T}"])
                       for p in FLAT if f"success_{name}_{p}_T{T}" in outcomes}
                   for T in map(str, HORIZONS) if f"success_{name}_helm_T{T}" in outcomes}
         table[name] = {"success": rows, "paired": paired}
     if BUDGET_ENERGY in table and all("budgets" in units[s] for s in seeds):
         table[BUDGET_ENERGY]["budgets"] = budgets = {
-            planner: {f"{scale:g}": {T: pool([units[s]["budgets"][planner][scale][T] for s in seeds], outcomes,
-                                          f"success_{BUDGET_ENERGY}_{planner}_x{scale:g}_T{T}")
+            planner: {f"{scale:g}": {T: pooled_row([units[s]["budgets"][planner][scale][T] for s in seeds], outcomes,
+                                                f"success_{BUDGET_ENERGY}_{planner}_x{scale:g}_T{T}")
                                      for T in map(str, HORIZONS)}
                       for scale in scales} for planner, scales in BUDGETS.items()}
         table[BUDGET_ENERGY]["matched"] = {T: matched_comparison(table[BUDGET_ENERGY], budgets, outcomes, T)
@@ -131,7 +131,7 @@ def summarize(units: dict) -> tuple[dict, dict]:
     return table, outcomes
 
 
-def pool(runs: list[dict], outcomes: dict, key: str) -> dict:
+def pooled_row(runs: list[dict], outcomes: dict, key: str) -> dict:
     """One planner's runs at one point, one per seed: success pooled and per seed, seconds and MACs per
     episode; its outcomes (seeds, tasks) go to outcomes[key]."""
     success = np.stack([np.asarray(r["success"], dtype=bool) for r in runs])  # (seeds, tasks)
