@@ -397,9 +397,10 @@ class Exp3Config(RunConfig):
                                     "trains a unit)", "eval", ge=1, le=1000)
     tuning_sweep: str = param("planning", "tune.py: which sweep to run (planning knobs, cheaper networks for "
                               "the runtime budget, shorter energy training, cheaper world-model training, the "
-                              "energy's reach against the coarse horizon, the local energy's push weight, or the "
-                              "coarse level under the local energy)", "run",
-                              choices=("planning", "runtime", "energy", "world_model", "reach", "local_push", "coarse"))
+                              "energy's reach against the coarse horizon, the local energy's push weight, the "
+                              "coarse level under the local energy, or the flat planners' knobs)", "run",
+                              choices=("planning", "runtime", "energy", "world_model", "reach", "local_push", "coarse",
+                                       "flat"))
 
     def quick_overrides(self) -> dict:
         return {**super().quick_overrides(), "num_train_layouts": 10, "num_test_layouts": 5, "num_tuning_layouts": 5,

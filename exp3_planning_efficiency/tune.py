@@ -1,7 +1,7 @@
 """Tuning sweep of Experiment 3: the tuning seed, trained on the training layouts, evaluated on the
 tuning layouts (disjoint from the test layouts, which nothing here sees).
 
-    python tune.py [--tuning-sweep planning|runtime|energy|world_model|reach|local_push|coarse] [--quick]
+    python tune.py [--tuning-sweep planning|runtime|energy|world_model|reach|local_push|coarse|flat] [--quick]
                    [any Exp3Config flag]
         -> results/tuning_<sweep>.json
 
@@ -38,6 +38,10 @@ planning knobs; evaluations are checkpointed per planner setting (resumable).
   or 20 macro-steps ahead, beside
   `helm_exact_coarse` (the true coarse transitions, a reference that reads the layout) and CEM with
   horizon 32: is it the coarse model's error or the search that fails? (T = 50 and 80 only, 20 tasks each.)
+- `flat`: the flat planners' knobs, as `planning` tuned HELM's (CEM's horizon, iterations and samples;
+  HELM without coarse level's samples). Rule fixed before the sweep: the variant with the highest
+  mean success over T = 50 and 80 of the planner it changes would become that planner's default (a
+  change that needs the full default run and the map re-run with it).
 The `energy` and `world_model` choices were reverted after the full default run with them (the
 energies and world models of two of the three reported seeds were much worse than the tuning
 seed's; README, tuning sweeps 3-4): a change to how the networks are trained needs more than one
@@ -86,9 +90,13 @@ SWEEPS = {  # sweep -> variant name -> change to the base config
         for energy, change in (("local", {"energy_family": "local"}), ("reach_16", {"energy_reach": 16}))
         for channels in (16, 32) for horizon in (5, 20)},
         "local_cem_horizon_32": {"energy_family": "local", "cem_horizon": 32}},
+    "flat": {"default": {}, "cem_horizon_8": {"cem_horizon": 8}, "cem_horizon_32": {"cem_horizon": 32},
+             "cem_num_iters_8": {"cem_num_iters": 8}, "cem_num_samples_1024": {"cem_num_samples": 1024},
+             "no_coarse_num_samples_1024": {"no_coarse_num_samples": 1024}},
 }
 SWEEP_PROTOCOL = {"coarse": {"planners": PLANNERS + ["helm_exact_coarse"], "planning_horizons": [50, 80],
-                             "num_eval_episodes": 20}}  # else PLANNERS on the base config's horizons and tasks
+                             "num_eval_episodes": 20},
+                  "flat": {"planners": ["helm_no_coarse", "cem"]}}  # else PLANNERS on the base config's T and tasks
 
 
 def variant_unit(base, name: str, change: dict, device) -> Unit:
