@@ -48,21 +48,15 @@ class ExactCoarseGraph(LazyGraph):
         super().__init__(model, energy, goal_codes, device, reach)
         self.maze_of = list(maze_of)
 
-    @torch.no_grad()
     def coarse(self, rows, ids, macros):
-        rows = rows[:, None].expand_as(ids)
-        missing = self.coarse_next[rows, ids, macros] < 0
-        if missing.any():
-            triples = torch.unique(torch.stack([rows[missing], ids[missing], macros[missing]], 1), dim=0)
-            b, i, m = triples.cpu().numpy().T
-            np.add.at(self.computed["coarse"], b, 1)
-            actions = self.macros[torch.as_tensor(m, device=self.device)].argmax(-1).cpu().numpy()  # (n, k)
+        """`LazyGraph.coarse` with each missing macro-step taken in the true layout (always trusted)."""
+        def predict(b, i, m):
+            actions = self.macros[m].argmax(-1).cpu().numpy()  # (n, k)
             codes = np.stack([self.true_next(episode, code, seq)
                               for episode, code, seq in zip(b, self.codes[b, i], actions)])
-            self.coarse_next[triples[:, 0], triples[:, 1], triples[:, 2]] = torch.as_tensor(self.ids_of(b, codes),
-                                                                                            device=self.device)
-        self._count(rows, len(self.model.coarse))
-        return self.coarse_next[rows, ids, macros]
+            return codes, np.ones(len(codes), dtype=bool)
+        return self._transition(self.coarse_next, rows[:, None].expand_as(ids), ids, macros, predict, "coarse",
+                                calls=len(self.model.coarse))
 
     def true_next(self, episode: int, code: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """The observation after `actions` from the observation `code` (W, H), in the true layout."""

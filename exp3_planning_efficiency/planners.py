@@ -103,8 +103,9 @@ class LazyGraph:
     @torch.no_grad()
     def _transition(self, table: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, actions: torch.Tensor,
                     predict, kind: str, calls: int = 1) -> torch.Tensor:
-        """table[rows, ids, actions], computing the missing entries with `predict(z, action_index)`, which
-        returns predicted codes (n, W, H) and which of them to trust (n,) (the others lead to UNKNOWN).
+        """table[rows, ids, actions], computing the missing entries with `predict(b, i, action_index)` (the
+        episodes and state ids of the missing entries), which returns predicted codes (n, W, H) and which
+        of them to trust (n,) (the others lead to UNKNOWN).
         Each request counts `calls` model evaluations; each computed entry one call of `kind`."""
         nxt = table[rows, ids, actions]
         missing = nxt < 0
@@ -113,8 +114,7 @@ class LazyGraph:
             for chunk in triples.split(CHUNK):
                 b, i, a = chunk.cpu().numpy().T
                 np.add.at(self.computed[kind], b, 1)
-                z = self.model.encode_codes(torch.as_tensor(self.codes[b, i], device=self.device))
-                predicted, trusted = predict(z, chunk[:, 2])
+                predicted, trusted = predict(b, i, chunk[:, 2])
                 new = np.full(len(b), UNKNOWN)
                 new[trusted] = self.ids_of(b[trusted], predicted[trusted])
                 table = self._table_after_growth(table)
@@ -130,11 +130,16 @@ class LazyGraph:
     def _table_after_growth(self, table: torch.Tensor) -> torch.Tensor:
         return self.fine_next if table.shape[-1] == NUM_ACTIONS else self.coarse_next
 
+    def _encode(self, b: np.ndarray, i: np.ndarray) -> torch.Tensor:
+        """Latents of states ids i (n,) of episodes b (n,)."""
+        return self.model.encode_codes(torch.as_tensor(self.codes[b, i], device=self.device))
+
     def fine(self, rows, ids, actions):
         """Next state ids after fine actions: rows (n,), ids (n, N), actions (n, N) -> (n, N)."""
         rows = rows[:, None].expand_as(ids)
 
-        def predict(z, a):
+        def predict(b, i, a):
+            z = self._encode(b, i)
             codes = self.model.decode_codes(self.model.step(z, F.one_hot(a, NUM_ACTIONS).float())).cpu().numpy()
             return codes, np.ones(len(codes), dtype=bool)
         return self._transition(self.fine_next, rows, ids, actions, predict, "fine")
@@ -146,7 +151,8 @@ class LazyGraph:
         rows = rows[:, None].expand_as(ids)
         heads = len(self.model.coarse)
 
-        def predict(z, m):
+        def predict(b, i, m):
+            z = self._encode(b, i)
             codes = np.stack([self.model.decode_codes(self.model.coarse_step(z, self.macros[m], h)).cpu().numpy()
                               for h in range(heads)])
             return codes[0], (codes == codes[0]).reshape(heads, len(m), -1).all(-1).all(0)
