@@ -371,9 +371,11 @@ class Exp3Config(RunConfig):
                                      "eval", ge=1, le=100)
     helm_fine_samples: int = param(256, "HELM: CEM samples per iteration of the fine level (to the subgoal)", "eval",
                                    ge=1, le=100_000)
-    no_coarse_num_samples: int = param(256, "HELM without coarse level: CEM samples per iteration (fine actions)",
+    no_coarse_num_samples: int = param(1024, "HELM without coarse level: CEM samples per iteration (fine actions; "
+                                       "tuned: tune.py --tuning-sweep flat)",
                                        "eval", ge=1, le=100_000)
-    cem_horizon: int = param(16, "CEM's planning horizon (PlaNet-style, capped at the remaining budget)", "eval",
+    cem_horizon: int = param(8, "CEM's planning horizon (PlaNet-style, capped at the remaining budget; tuned: "
+                             "tune.py --tuning-sweep flat)", "eval",
                              ge=1, le=1000)
     cem_num_samples: int = param(256, "CEM samples per iteration", "eval", ge=1, le=100_000)
     cem_num_iters: int = param(4, "CEM iterations", "eval", ge=1, le=1000)

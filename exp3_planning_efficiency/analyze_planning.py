@@ -14,7 +14,7 @@ from exp3_planning_efficiency.paired import paired_difference
 
 PLANNER_LABELS = {"helm": "HELM (coarse-to-fine, spectral, HF)", "helm_no_coarse": "HELM without coarse level",
                   "helm_no_spectral": "HELM without spectral", "helm_no_hf": "HELM without HF",
-                  "cem": "CEM (PlaNet-style, horizon 16)", "flat": "flat GD (Gumbel-Softmax)",
+                  "cem": "CEM (PlaNet-style)", "flat": "flat GD (Gumbel-Softmax)",
                   "random": "random (floor)", "bfs": "BFS on the true layout (ceiling)",
                   "helm_exact_coarse": "HELM, exact coarse transitions (reference: reads the layout)"}
 FLAT_PLANNERS = ("helm_no_coarse", "cem", "flat")  # plan fine actions only

@@ -45,10 +45,13 @@ HORIZONS = [50, 80]
 PLANNERS = ["helm", "helm_no_coarse", "cem", "flat", "random"]
 FLAT = analyze_planning.FLAT_PLANNERS
 BUDGET_ENERGY = "local"  # the energy of the compute-matched comparison (the criteria's)
-BUDGETS = {"helm": (0.25, 0.5), "helm_no_coarse": (2.0, 4.0), "cem": (2.0, 4.0), "flat": (0.25, 0.5)}
+BUDGETS = {"helm": (0.25, 0.5), "helm_no_coarse": (2.0, 4.0), "cem": (4.0, 16.0), "flat": (0.5, 2.0)}
 """Extra budgets (x each planner's samples or gradient steps) at BUDGET_ENERGY, so that every planner's
-three budgets span the same range of planning seconds: on the tuning seed HELM plans 4-6x longer than
-CEM and HELM without its coarse level, and the gradient planner about as long as HELM."""
+three budgets span the same range of planning seconds and each flat planner's largest plans at least as
+long as HELM: a planner's seconds grow more slowly than its samples (fixed costs per step), HELM plans
+about 2x longer than HELM without its coarse level at 1024 samples and 5-7x longer than CEM at horizon
+8 (tuning seed, `results/tuning_flat.json` and `tuning_coarse.json`), and the gradient planner at x1
+about as long as HELM, at half its multiply-adds."""
 
 
 def map_config(cfg) -> Exp3Config:
