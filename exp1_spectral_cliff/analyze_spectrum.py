@@ -101,7 +101,7 @@ def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def make_criteria(cfg, summary: dict) -> list:
+def criteria(cfg, summary: dict) -> list:
     """The seed's success criteria, on the primary Jacobian ||ds_T/da_{0:T-1}||_F."""
     rate_true = _get(summary, "true", "growth_rate_action", "median")
     rate_flat = _get(summary, "flat", "growth_rate_action", "median")

@@ -23,7 +23,7 @@ from exp1_spectral_cliff.arrays import load_arrays, save_arrays
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.measurements import measure_true, measure_variant
 from exp1_spectral_cliff.plots import make_plots, plot_saved_sweep
-from exp1_spectral_cliff.train_helm import launch_variant_units, train_and_load
+from exp1_spectral_cliff.training import launch_variant_units, train_and_load
 
 PROG = "exp1_spectral_cliff/run_experiment.py"
 
@@ -46,7 +46,7 @@ def measure(cfg, device, results: Path) -> tuple[dict, list, dict]:
     summary = analysis.summarize(cfg, arrays)
     metrics = {"protocol": cfg.train_protocol, "variants": summary, "accuracy_cost": analysis.accuracy_cost(summary),
                "training": training}
-    return metrics, analysis.make_criteria(cfg, summary), arrays
+    return metrics, analysis.criteria(cfg, summary), arrays
 
 
 def saved(cfg) -> tuple:

@@ -5,7 +5,7 @@
 
 One ensemble, trained together on the tuning seed's data with the same initialization and
 minibatches: a Flat reference, then HELM (HF invariance at cfg.lambda_hf plus one stability penalty
-of `regularizers.py`) for each family and strength: the per-step spectral hinge at cfg.lambda_sweep,
+of `losses.py`) for each family and strength: the per-step spectral hinge at cfg.lambda_sweep,
 the FTLE penalty at cfg.ftle_sweep, the k-step hinge at cfg.kstep_sweep. Members differ only in
 their penalty. Rule for HELM's default (fixed before looking): among the members that meet the three
 norm criteria on the tuning seed (||ds_T/da||_F(T=100) < 20, Flat/member at T=200 >= 20, log-growth
@@ -30,7 +30,7 @@ from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.plots import plot_tradeoff
 from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms
-from exp1_spectral_cliff.train_helm import train_members, unit_config
+from exp1_spectral_cliff.training import train_members, unit_config
 
 FAMILIES = {"spectral": "lambda_sweep", "ftle": "ftle_sweep", "kstep": "kstep_sweep"}  # family -> its strengths' field
 STABILITY_DEFAULTS = ("lambda_spectral", "lambda_ftle", "lambda_kstep")  # what the sweep chooses
@@ -73,7 +73,7 @@ def sweep_unit(cfg, members: list[dict], ckpt_path, device) -> None:
     train_sweep(cfg, make_dataset(cfg, cfg.tuning_seed), members, ckpt_path, device)
 
 
-def measure(cfg, model, data) -> dict:
+def measure_members(cfg, model, data) -> dict:
     """Median norms at every horizon (n, H) and RMSEs (n,) of every member (index 0 = Flat)."""
     n = model.num_members
     log_a, log_s = model_log_norms(cfg, model, {i: data for i in range(n)}, list(range(n)), max(cfg.horizons))
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     if cfg.launcher != "inline":  # one batched ensemble: one unit, then loaded here from its checkpoint
         launch(cfg, [Unit("frontier", sweep_unit, (cfg, members, ckpt_path, device))], ckpt_path.parent / "launcher")
     model, diverged = train_sweep(cfg, data, members, ckpt_path, device)
-    rows = frontier_rows(cfg, members, measure(cfg, model, data), diverged)
+    rows = frontier_rows(cfg, members, measure_members(cfg, model, data), diverged)
     chosen = choose(rows)
     result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons, "rule": RULE,
               "members": rows, "chosen": None if chosen is None else {k: rows[chosen][k] for k in ("family", "lambda")},

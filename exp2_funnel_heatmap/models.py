@@ -40,10 +40,6 @@ class EnergyEnsemble(nn.Module):
         self.weights = nn.ParameterList([nn.Parameter(torch.stack(w)) for w in weights])  # (M, d_in, d_out)
         self.biases = nn.ParameterList([nn.Parameter(torch.stack(b)) for b in biases])  # (M, 1, d_out)
 
-    @property
-    def num_models(self) -> int:
-        return self.freqs.shape[0]
-
     def forward(self, x_MxNx2: torch.Tensor, models: torch.Tensor | None = None) -> torch.Tensor:
         """Energies (M, N); with `models` (K,) indices, x is (K, N, 2) for those models only."""
         pick = (lambda t: t) if models is None else (lambda t: t[models])

@@ -17,8 +17,8 @@ from common.config import Exp2Config
 from common.runs import run_or_redraw, seed_everything, write_npz
 from exp2_funnel_heatmap.energy_functions import Landscape
 from exp2_funnel_heatmap.training import specs_for_run, train_or_load
-from exp2_funnel_heatmap.visualize_heatmap import (analyze, criteria_rows, criteria_spread, format_tables, make_plots,
-                                                   plot_sweep, summarize)
+from exp2_funnel_heatmap.analyze_heatmap import analyze, criteria, criteria_spread, format_tables, summarize
+from exp2_funnel_heatmap.plots import make_plots, plot_sweep
 
 PROG = "exp2_funnel_heatmap/run_experiment.py"
 
@@ -38,9 +38,8 @@ def measure(cfg, device, results: Path) -> tuple[dict, list, dict]:
     write_npz(results / "exp2_arrays.npz", arrays)
     metrics = summarize(arrays, arrays["final_loss"])
     metrics["sweep"] = sweep
-    criteria = criteria_rows(metrics)
     metrics["criteria_per_seed"] = criteria_spread(metrics, cfg.seeds)
-    return metrics, criteria, arrays
+    return metrics, criteria(metrics), arrays
 
 
 @command(PROG)

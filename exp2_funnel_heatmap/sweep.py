@@ -17,7 +17,8 @@ from common.config import Exp2Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid
 from exp2_funnel_heatmap.training import ModelSpec, helm_spec, train_or_load
-from exp2_funnel_heatmap.visualize_heatmap import basin_coverage, plot_sweep, spurious_minima
+from exp2_funnel_heatmap.analyze_heatmap import basin_coverage, spurious_minima
+from exp2_funnel_heatmap.plots import plot_sweep
 
 
 PROG = "exp2_funnel_heatmap/sweep.py"

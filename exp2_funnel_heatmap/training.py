@@ -17,14 +17,13 @@ import torch
 
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, grid
 from exp2_funnel_heatmap.models import EnergyEnsemble
-from exp2_funnel_heatmap.train_flat import flat_loss
-from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
+from exp2_funnel_heatmap.losses import consistency_loss, flat_loss, mollified_target_loss
 from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import load_or_train_batch, progress, to_jsonable, torch_generator
 
 FORMS = ("flat", "mollified_target", "consistency")
-CHUNK = 100  # steps of data drawn at once per model
+DATA_CHUNK_STEPS = 100  # steps of data drawn at once per model
 
 
 @dataclass(frozen=True)
@@ -93,11 +92,11 @@ def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: 
     scale2 = model.energy_scale ** 2
     curve = []
     for step in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
-        if step % CHUNK == 0:
-            xs, ns = _data_chunk(gens, specs, min(CHUNK, cfg.train_steps - step), cfg.batch_size,
+        if step % DATA_CHUNK_STEPS == 0:
+            xs, ns = _data_chunk(gens, specs, min(DATA_CHUNK_STEPS, cfg.train_steps - step), cfg.batch_size,
                                  p.L * (1 + cfg.train_margin), cfg.hf_target_draws)
             xs, ns = xs.to(device), ns.to(device)
-        loss = per_model_loss(model, xs[step % CHUNK], ns[step % CHUNK], specs, p) / scale2
+        loss = per_model_loss(model, xs[step % DATA_CHUNK_STEPS], ns[step % DATA_CHUNK_STEPS], specs, p) / scale2
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()

@@ -18,7 +18,8 @@ by hand), so a goal's values are computed once per goal and every state's energy
 Training uses replay only, as a quasimetric (Quasimetric RL, Wang et al. 2023): the temporal distance
 of two observations in the agent's own replay (the shortest path through the transitions it recorded,
 `replay_distances`) is an upper bound of their true distance, so d is held below it by a hinge, and
-pairs of observations of the same layout are pushed apart (a bonus capped at `PUSH_CAP`); the largest
+pairs of observations of the same layout are pushed apart (a bonus capped at `PUSH_CAP`; the loss is
+`losses.energy_loss`, the loop `training.train_energy`); the largest
 d below every recorded path is the true distance of the transitions the CNN generalizes to.
 HELM's HF invariance (`hf_noise_sigma` > 0) mollifies the energy: the CNN features get Gaussian noise
 of `hf_noise_sigma` x their standard deviation during training, so features finer than the noise are
@@ -34,9 +35,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import nn
 
-from common.runs import progress
 from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, NUM_CODES, Replay
-from exp3_planning_efficiency.world_model import conv, one_hot_codes, optimizer_step
+from exp3_planning_efficiency.world_models import conv, one_hot_codes
 
 UNREACHED = 255  # replay distance of pairs the replay never connects (stored as uint8)
 FAR = 1e3  # value of nodes no path reaches (larger than any distance here)
@@ -213,47 +213,3 @@ def replay_distances(replay: Replay) -> np.ndarray:
         d = d[node_of_label][:, node_of_label]  # (labels, labels)
         out[i, labels[:, None], labels[None, :]] = np.where(np.isfinite(d), np.minimum(d, UNREACHED - 1), UNREACHED)
     return out
-
-
-def energy_loss(d: torch.Tensor, target: torch.Tensor, push_weight: float) -> torch.Tensor:
-    """Quasimetric loss of distances d (B, N) of pairs with replay distances `target` (B, N) (UNREACHED:
-    never connected). A recorded transition between two observations is exactly 1 apart (0 if they
-    are equal), so pairs with target <= 1 are fitted both ways; other connected pairs only have the
-    hinge d <= target; all pairs get a capped bonus for d."""
-    connected = (target != UNREACHED).float()
-    error = torch.where(target <= 1, d - target, torch.relu(d - target))
-    fit = (error.pow(2) * connected).sum() / connected.sum().clamp_min(1)
-    return fit - push_weight * d.clamp(max=PUSH_CAP).mean() / PUSH_CAP
-
-
-def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generator, generator: torch.Generator,
-                 quiet: bool = False) -> np.ndarray:
-    """Fit the energy to the replay. Each step takes `energy_batch_size` goal observations, each a step of
-    a recorded walk, with `energy_starts_per_goal` start observations of its layout: the walk's
-    `WALK_STARTS` preceding steps (so every batch holds recorded transitions) and observations the
-    replay visited there, drawn uniformly. Returns the losses."""
-    device = next(energy.parameters()).device
-    distances = torch.as_tensor(replay_distances(replay))
-    visited = [np.unique(replay.poses[replay.layout == i]) for i in range(len(replay.mazes))]
-    counts = np.array([len(v) for v in visited])
-    table = np.stack([np.pad(v, (0, counts.max() - len(v))) for v in visited])  # (layouts, max visited)
-    opt = torch.optim.Adam(energy.parameters(), lr=cfg.energy_lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.energy_train_steps)
-    G, N = cfg.energy_batch_size, cfg.energy_starts_per_goal
-    back = min(WALK_STARTS, N)
-    losses = []
-    for _ in progress(range(cfg.energy_train_steps), quiet, desc="goal energy", leave=False):
-        walk = rng.integers(len(replay.poses), size=G)
-        step = rng.integers(1, replay.poses.shape[1], size=G)
-        layout, goal = replay.layout[walk], replay.poses[walk, step]
-        preceding = replay.poses[walk[:, None], np.maximum(step[:, None] - np.arange(1, back + 1), 0)]
-        uniform = table[layout[:, None], rng.integers(counts[layout][:, None], size=(G, N - back))]
-        starts = np.concatenate([preceding, uniform], axis=1)
-        x_goal = one_hot_codes(torch.as_tensor(replay.codes(layout, goal), device=device))
-        start_codes = torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts), device=device)
-        V = energy.values(x_goal[:, None], energy.train_iterations, cfg.hf_noise_sigma, generator)
-        target = distances[layout[:, None], starts, goal[:, None]].to(device=device, dtype=torch.float32)
-        loss = energy_loss(GoalEnergy.read_codes(V, start_codes), target, cfg.energy_push_weight)
-        if not optimizer_step(opt, schedule, loss, losses):
-            break
-    return torch.stack(losses).cpu().numpy()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from exp3_planning_efficiency.energy import AGENT_PLANES, CHANNELS, GoalEnergy
-from exp3_planning_efficiency.world_model import conv, one_hot_codes
+from exp3_planning_efficiency.world_models import conv, one_hot_codes
 
 STATIC_PLANES = slice(0, 2)  # floor, wall: the map without the agent
 RECEPTIVE_RADIUS = 2  # two 3x3 convolutions: an embedding sees the 5 x 5 cells around its node

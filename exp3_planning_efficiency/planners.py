@@ -318,7 +318,7 @@ def cem_planner(view, ids, H, cfg, generator):
                cfg.depth_cost, generator)[0]
 
 
-def random_actions(view, ids, H, cfg, generator):
+def random_planner(view, ids, H, cfg, generator):
     return torch.randint(NUM_ACTIONS, (len(ids), H), generator=generator, device=ids.device)
 
 
@@ -346,4 +346,4 @@ def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, gen
 
 
 GRAPH_PLANNERS = {"helm": helm, "helm_no_coarse": helm_no_coarse, "helm_no_spectral": helm, "helm_no_hf": helm,
-                  "cem": cem_planner, "random": random_actions, "helm_exact_coarse": helm}
+                  "cem": cem_planner, "random": random_planner, "helm_exact_coarse": helm}

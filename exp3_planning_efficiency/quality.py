@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from exp3_planning_efficiency.energy import GoalEnergy
 from exp3_planning_efficiency.env_minigrid import NUM_ACTIONS, FastMaze, Replay, goal_observations
-from exp3_planning_efficiency.world_model import WorldModel, one_hot_codes
+from exp3_planning_efficiency.world_models import WorldModel, one_hot_codes
 
 
 @torch.no_grad()

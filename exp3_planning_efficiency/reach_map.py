@@ -30,7 +30,7 @@ from common.config import Exp3Config
 from common.fields import identity
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, criterion, finish, numpy_rng, setup_torch, write_json, write_npz
-from exp3_planning_efficiency import analyze_planning
+from exp3_planning_efficiency import analyze_planning, plots
 from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.env_minigrid import Replay
 from exp3_planning_efficiency.evaluation import evaluate_track
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     saved["criteria"] = [dataclasses.asdict(c) for c in checks]
     write_json(staged.results / "reach_map.json", saved)
     write_npz(staged.results / "exp3_reach_map_arrays.npz", outcomes)
-    analyze_planning.plot_reach_map(saved, staged.plots)
+    plots.plot_reach_map(saved, staged.plots)
     print(format_table(table))
     return finish(cfg, checks, staged.publish(), timer.seconds())
 

@@ -21,7 +21,7 @@ from common.cli import command, read_npz
 from common.cli_parse import parse
 from common.config import Exp3Config
 from common.runs import run_or_redraw, write_npz
-from exp3_planning_efficiency import analyze_planning
+from exp3_planning_efficiency import analyze_planning, plots
 from exp3_planning_efficiency.units import run_all_units
 
 PROG = "exp3_planning_efficiency/run_experiment.py"
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(Exp3Config, argv, prog=PROG)
     return run_or_redraw(
         cfg, "exp3_planning_efficiency", measure, report=lambda cfg, metrics: analyze_planning.format_tables(metrics),
-        plot=lambda cfg, arrays, metrics_path, plot_dir: analyze_planning.plot_all(metrics_path, arrays, plot_dir),
+        plot=lambda cfg, arrays, metrics_path, plot_dir: plots.make_plots(metrics_path, arrays, plot_dir),
         saved=lambda cfg: (cfg, read_npz(cfg.output_dir() / "results" / "exp3_arrays.npz")),
-        sweeps={"layout_sweep.json": lambda sweep, plot_dir: analyze_planning.plot_layout_sweep(
-            sweep, plot_dir / "exp3_layout_sweep.png"), "reach_map.json": analyze_planning.plot_reach_map})
+        sweeps={"layout_sweep.json": lambda sweep, plot_dir: plots.plot_layout_sweep(
+            sweep, plot_dir / "exp3_layout_sweep.png"), "reach_map.json": plots.plot_reach_map})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from common.cli import command
 from common.cli_parse import parse
 from common.config import Exp3Config
 from common.runs import StagedOutputs, Timer, setup_torch, write_json
-from exp3_planning_efficiency import analyze_planning
+from exp3_planning_efficiency import analyze_planning, plots
 from exp3_planning_efficiency.units import layout_sets, run_units
 
 PROG = "exp3_planning_efficiency/sweep_layouts.py"
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                                    for p, rows in points[-1]["success"].items()}, flush=True)
     saved = {"seeds": seeds, "points": points, "runtime_seconds": timer.seconds()}
     write_json(staged.results / "layout_sweep.json", saved)
-    analyze_planning.plot_layout_sweep(saved, staged.plots / "exp3_layout_sweep.png")
+    plots.plot_layout_sweep(saved, staged.plots / "exp3_layout_sweep.png")
     print("\n".join(f"wrote {p}" for p in staged.publish()))
     return 0
 

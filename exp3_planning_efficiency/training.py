@@ -1,4 +1,5 @@
-"""Training units of Experiment 3: the world models and goal energies of one seed on one data source.
+"""Training of Experiment 3: the loops of the world model (`train_world_model`) and of the goal energy
+(`train_energy`), and the training units: the world models and goal energies of one seed on one data source.
 
 A data source is either the training layouts (`"layouts"`, used by the unseen-layouts and fourrooms
 tracks) or the one fixed layout with N random walks (`"fixed-N"`, the limited-data track). Each unit
@@ -17,12 +18,82 @@ import numpy as np
 import torch
 
 from common.fields import identity
-from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
-from exp3_planning_efficiency.energy import GoalEnergy, train_energy
+from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
+from exp3_planning_efficiency.energy import WALK_STARTS, GoalEnergy, replay_distances
 from exp3_planning_efficiency.local_energy import LocalEnergy
 from exp3_planning_efficiency.quality import energy_quality, k_step_accuracy
 from exp3_planning_efficiency.env_minigrid import Replay
-from exp3_planning_efficiency.world_model import WorldModel, train_world_model
+from exp3_planning_efficiency.losses import energy_loss, world_model_loss
+from exp3_planning_efficiency.world_models import WorldModel, one_hot_codes
+
+
+def optimizer_step(opt, schedule, loss: torch.Tensor, losses: list) -> bool:
+    """Record `loss` and take one step on it; a non-finite loss takes no step and returns False
+    (the model diverged: training stops and the caller records it)."""
+    losses.append(loss.detach())
+    if not torch.isfinite(loss):
+        return False
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    schedule.step()
+    return True
+
+
+def train_world_model(model: WorldModel, replay: Replay, cfg, rng: np.random.Generator, quiet: bool = False):
+    """Adam on `world_model_loss` over random windows of the replay. Returns the loss curve (ending at
+    the first non-finite loss if the model diverged)."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.model_train_steps)
+    device = next(model.parameters()).device
+    length = cfg.model_rollout_steps
+    losses = []
+    for _ in progress(range(cfg.model_train_steps), quiet, desc="world model", leave=False):
+        layout, poses, actions = replay.windows(length, cfg.model_batch_size, rng)
+        codes = replay.codes(np.repeat(layout[:, None], length + 1, 1), poses)
+        coarse_layout, coarse_poses, coarse_actions = replay.windows(cfg.coarse_stride, cfg.coarse_batch_size, rng)
+        coarse_codes = replay.codes(np.repeat(coarse_layout[:, None], cfg.coarse_stride + 1, 1), coarse_poses)
+        def tensor(a):
+            return torch.as_tensor(a, device=device)
+        loss = world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
+                                cfg.lambda_spectral)
+        if not optimizer_step(opt, schedule, loss, losses):
+            break
+    return torch.stack(losses).cpu().numpy()
+
+
+def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generator, generator: torch.Generator,
+                 quiet: bool = False) -> np.ndarray:
+    """Fit the energy to the replay. Each step takes `energy_batch_size` goal observations, each a step of
+    a recorded walk, with `energy_starts_per_goal` start observations of its layout: the walk's
+    `WALK_STARTS` preceding steps (so every batch holds recorded transitions) and observations the
+    replay visited there, drawn uniformly. Returns the losses."""
+    device = next(energy.parameters()).device
+    distances = torch.as_tensor(replay_distances(replay))
+    visited = [np.unique(replay.poses[replay.layout == i]) for i in range(len(replay.mazes))]
+    counts = np.array([len(v) for v in visited])
+    table = np.stack([np.pad(v, (0, counts.max() - len(v))) for v in visited])  # (layouts, max visited)
+    opt = torch.optim.Adam(energy.parameters(), lr=cfg.energy_lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.energy_train_steps)
+    G, N = cfg.energy_batch_size, cfg.energy_starts_per_goal
+    back = min(WALK_STARTS, N)
+    losses = []
+    for _ in progress(range(cfg.energy_train_steps), quiet, desc="goal energy", leave=False):
+        walk = rng.integers(len(replay.poses), size=G)
+        step = rng.integers(1, replay.poses.shape[1], size=G)
+        layout, goal = replay.layout[walk], replay.poses[walk, step]
+        preceding = replay.poses[walk[:, None], np.maximum(step[:, None] - np.arange(1, back + 1), 0)]
+        uniform = table[layout[:, None], rng.integers(counts[layout][:, None], size=(G, N - back))]
+        starts = np.concatenate([preceding, uniform], axis=1)
+        x_goal = one_hot_codes(torch.as_tensor(replay.codes(layout, goal), device=device))
+        start_codes = torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts), device=device)
+        V = energy.values(x_goal[:, None], energy.train_iterations, cfg.hf_noise_sigma, generator)
+        target = distances[layout[:, None], starts, goal[:, None]].to(device=device, dtype=torch.float32)
+        loss = energy_loss(GoalEnergy.read_codes(V, start_codes), target, cfg.energy_push_weight)
+        if not optimizer_step(opt, schedule, loss, losses):
+            break
+    return torch.stack(losses).cpu().numpy()
+
 
 WORLD_MODELS = {"spectral": lambda cfg: cfg.lambda_spectral, "no_spectral": lambda cfg: 0.0}
 ENERGIES = {"hf": lambda cfg: cfg.hf_noise_sigma, "no_hf": lambda cfg: 0.0}
@@ -43,7 +114,7 @@ def build_energy(cfg, device) -> GoalEnergy | LocalEnergy:
     return energy.to(device, memory_format=torch.channels_last)
 
 
-def train_unit(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dists, variants: tuple[str, ...],
+def train_networks(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval_dists, variants: tuple[str, ...],
                device) -> dict:
     """Train the world-model and energy `variants` ("spectral", "no_spectral", "hf", "no_hf") of one seed
     on `replay`; returns their state dicts, loss curves and quality on the evaluation layouts."""
@@ -82,7 +153,7 @@ UNUSED_BY_SOURCE = {"layouts": ("limited_data_walks",),
                     "fixed": ("limited_data_walks", "layout_split_seed", "num_train_layouts", "walks_per_layout")}
 
 
-def model_unit(cfg, seed: int, source: str, variants, quality_layouts: str) -> dict:
+def unit_config(cfg, seed: int, source: str, variants, quality_layouts: str) -> dict:
     """A training unit's identity: seed, data source, variants, the layouts its quality is measured on
     (e.g. "test/50") and every config field of role "model" that the source reads."""
     unused = UNUSED_BY_SOURCE[source.split("-")[0]]
@@ -92,12 +163,12 @@ def model_unit(cfg, seed: int, source: str, variants, quality_layouts: str) -> d
 
 def load_or_train_unit(cfg, seed: int, source: str, replay_fn, eval_mazes, eval_dists, quality_layouts: str,
                        variants, device, checkpoint_dir: Path) -> dict:
-    """The unit's checkpoint if it matches `model_unit`, else train it (and save it)."""
-    unit = model_unit(cfg, seed, source, variants, quality_layouts)
+    """The unit's checkpoint if it matches `unit_config`, else train it (and save it)."""
+    unit = unit_config(cfg, seed, source, variants, quality_layouts)
     path = checkpoint_dir / f"models_{source}_seed{seed}.pt"
     payload = load_checkpoint_if_matches(path, unit)
     if payload is None:
-        payload = {"unit_config": unit, **train_unit(cfg, seed, source, replay_fn(), eval_mazes, eval_dists,
+        payload = {"unit_config": unit, **train_networks(cfg, seed, source, replay_fn(), eval_mazes, eval_dists,
                                                      variants, device)}
         save_checkpoint(path, payload)
     return payload

@@ -66,7 +66,7 @@ from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json
 from exp3_planning_efficiency import analyze_planning
 from exp3_planning_efficiency.env_minigrid import Replay
-from exp3_planning_efficiency.training import train_unit
+from exp3_planning_efficiency.training import train_networks
 from exp3_planning_efficiency.units import layout_sets, mazes_of, run_unit
 
 PROG = "exp3_planning_efficiency/tune.py"
@@ -125,8 +125,8 @@ def local_push_sweep(base, device) -> dict:
     replay = Replay(train, cfg.walks_per_layout, cfg.walk_length, numpy_rng(cfg.tuning_seed, "exp3-walks"))
     table = {}
     for weight in LOCAL_PUSH_WEIGHTS:
-        out = train_unit(dataclasses.replace(cfg, local_push_weight=weight), cfg.tuning_seed, "layouts", replay, mazes,
-                         dists, ("hf",), device)
+        out = train_networks(dataclasses.replace(cfg, local_push_weight=weight), cfg.tuning_seed, "layouts", replay,
+                             mazes, dists, ("hf",), device)
         quality = out["quality"].get("hf", {})
         table[f"local_push_weight_{weight:g}"] = {"change": {"local_push_weight": weight},
                                                   "spearman": quality.get("spearman"),

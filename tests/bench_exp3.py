@@ -18,7 +18,7 @@ from bench_jacobian import median_time  # this folder is on the path when run as
 from common.config import Exp3Config
 from exp3_planning_efficiency.energy import AGENT_PLANES, FAR, BellmanFord, GoalEnergy
 from exp3_planning_efficiency.training import build_energy, build_world_model
-from exp3_planning_efficiency.world_model import one_hot_codes
+from exp3_planning_efficiency.world_models import one_hot_codes
 
 W = H = 19
 

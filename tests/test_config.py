@@ -126,7 +126,7 @@ def test_every_field_declares_a_known_role(cls):
 def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
     """Each experiment's own unit-identity function, fed the config with one field changed (Exp 3's
     units read fewer fields: the next test)."""
-    from exp1_spectral_cliff.train_helm import unit_config as exp1_unit
+    from exp1_spectral_cliff.training import unit_config as exp1_unit
     from exp2_funnel_heatmap.training import ModelSpec, unit_config as exp2_unit
     unit = {Exp1Config: lambda c: exp1_unit(c, "helm", 0, 1),
             Exp2Config: lambda c: exp2_unit(ModelSpec("flat", 0, "flat"), c)}[cls]
@@ -143,7 +143,7 @@ def test_exp3_units_depend_on_what_they_read():
     """A training unit ignores the model fields its data source does not read (and only those); an
     evaluation unit changes with its own planner's fields and the episode protocol, not another's."""
     from exp3_planning_efficiency.evaluation import EPISODE_FIELDS, PLANNER_FIELDS, evaluation_unit
-    from exp3_planning_efficiency.training import UNUSED_BY_SOURCE, model_unit
+    from exp3_planning_efficiency.training import UNUSED_BY_SOURCE, unit_config
     base = Exp3Config()
     for f in dataclasses.fields(Exp3Config):
         changed = dataclasses.replace(base, **{f.name: _changed(base, f)}) if _changed(base, f) is not None else None
@@ -151,7 +151,7 @@ def test_exp3_units_depend_on_what_they_read():
             continue
         if f.metadata["role"] == "model":
             for source in ("layouts", "fixed-100"):
-                same = model_unit(changed, 0, source, ["hf"], "t/1") == model_unit(base, 0, source, ["hf"], "t/1")
+                same = unit_config(changed, 0, source, ["hf"], "t/1") == unit_config(base, 0, source, ["hf"], "t/1")
                 assert same == (f.name in UNUSED_BY_SOURCE[source.split("-")[0]]), (f.name, source)
         for planner, fields in PLANNER_FIELDS.items():
             same = (evaluation_unit(changed, {}, "t/1", 0, planner, 1.0)

@@ -101,7 +101,7 @@ def test_exp1_model_rmse_on_the_gpu():
 def test_exp2_basin_coverage_of_a_gpu_model():
     from common.config import Exp2Config
     from exp2_funnel_heatmap.energy_functions import Landscape
-    from exp2_funnel_heatmap.visualize_heatmap import basin_coverage
+    from exp2_funnel_heatmap.analyze_heatmap import basin_coverage
 
     cfg = Exp2Config(basin_grid_resolution=6, gd_steps_basin=5, polish_steps=5)
     p = Landscape.from_config(cfg)

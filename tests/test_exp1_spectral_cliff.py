@@ -13,12 +13,12 @@ import torch
 
 from common.config import Exp1Config
 from common.jacobian_utils import batch_jacobian, lyapunov_exponents
-from exp1_spectral_cliff import run_experiment, train_helm
+from exp1_spectral_cliff import run_experiment, training
 from exp1_spectral_cliff.dataset import LorenzSystem, integrate, make_dataset, random_initial_states, stacked_true_step
 from exp1_spectral_cliff.evaluation import control, floors
 from exp1_spectral_cliff.planner import plan_actions
-from exp1_spectral_cliff.regularizers import spectral_hinge, spectral_norm_3x3, state_tangents
-from exp1_spectral_cliff.train_helm import train_members
+from exp1_spectral_cliff.losses import spectral_hinge, spectral_norm_3x3, state_tangents
+from exp1_spectral_cliff.training import train_members
 
 REPO = Path(__file__).resolve().parent.parent
 ZERO = torch.zeros(3, dtype=torch.float64)
@@ -103,10 +103,10 @@ def test_resume_with_a_missing_seed_checkpoint_reproduces_the_ensemble_bit_for_b
     cfg = Exp1Config(num_train_trajectories=16, num_test_trajectories=4, trajectory_steps=20, burn_in_time=5.0,
                      train_steps=15, batch_size=32, quiet=True, seeds=[0, 1, 2])
     datasets = {s: make_dataset(cfg, s) for s in cfg.seeds}
-    first = train_helm.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
-    train_helm.checkpoint_path(tmp_path, "helm", 1, None).unlink()
-    resumed = train_helm.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
-    assert list(resumed) == [0, 1, 2] and train_helm.checkpoint_path(tmp_path, "helm", 1, None).exists()
+    first = training.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
+    training.checkpoint_path(tmp_path, "helm", 1, None).unlink()
+    resumed = training.train_variant(cfg, "helm", datasets, tmp_path, torch.device("cpu"))
+    assert list(resumed) == [0, 1, 2] and training.checkpoint_path(tmp_path, "helm", 1, None).exists()
     for seed in cfg.seeds:
         assert resumed[seed]["final_loss"] == first[seed]["final_loss"]
         assert all(torch.equal(v, first[seed]["state"][k]) for k, v in resumed[seed]["state"].items())
@@ -167,7 +167,7 @@ def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
     def no_training(*_a, **_k):
         raise AssertionError("a finished unit was retrained")
 
-    monkeypatch.setattr(train_helm, "train_members", no_training)
+    monkeypatch.setattr(training, "train_members", no_training)
     assert run_experiment.main(TINY + ["--out-dir", str(tmp_path)]) == 0
     assert _metrics(tmp_path) == first  # resumed from checkpoints: identical numbers
 

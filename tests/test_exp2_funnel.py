@@ -10,12 +10,11 @@ import torch
 
 from common.config import Exp2Config
 from exp2_funnel_heatmap import run_experiment, sweep
+from exp2_funnel_heatmap.analyze_heatmap import basin_coverage, criteria, criteria_spread, local_minima, spurious_minima
 from exp2_funnel_heatmap.energy_functions import (Landscape, energy, energy_grad, global_minimum, grid,
                                                   in_global_basin)
-from exp2_funnel_heatmap.train_helm import consistency_loss, mollified_target_loss
+from exp2_funnel_heatmap.losses import consistency_loss, mollified_target_loss
 from exp2_funnel_heatmap.training import ModelSpec, build_ensemble, train_models, train_or_load
-from exp2_funnel_heatmap.visualize_heatmap import (basin_coverage, criteria_rows, criteria_spread, local_minima,
-                                                   spurious_minima)
 
 P = Landscape(L=0.3, k=1.0, A=0.012, w=45.0)
 PLOTS = ["exp2_true_energy.png", "exp2_flat_energy.png", "exp2_helm_energy.png", "exp2_flat_basin.png",
@@ -185,8 +184,8 @@ def test_criteria_on_each_seed_alone_and_their_spread():
     m = {"coverage": {"helm": stats([1.0, 0.7, 0.95]), "flat": stats([0.05, 0.05, 0.06]),
                       "mollified": stats([1.0, 1.0, 1.0])},
          "spurious_minima": {"helm": stats([0, 1, 3]), "flat": stats([24, 24, 20])}, "num_basin_starts": 2500}
-    assert [c.passed for c in criteria_rows(m, seed_index=0)] == [True] * 7
-    one = {c.name: c for c in criteria_rows(m, seed_index=1)}
+    assert [c.passed for c in criteria(m, seed_index=0)] == [True] * 7
+    one = {c.name: c for c in criteria(m, seed_index=1)}
     assert one["HELM basin coverage (worst seed)"].measured == pytest.approx(70.0)
     assert not one["|HELM - exact mollified| coverage"].passed
     spread = {row["name"]: row for row in criteria_spread(m, [7, 8, 9])}
@@ -196,6 +195,6 @@ def test_criteria_on_each_seed_alone_and_their_spread():
     assert spread["HELM spurious minima (worst seed)"]["failing_seeds"] == [9]
     assert spread["HELM spurious minima (worst seed)"]["worst"] == 3
     assert spread["Flat spurious minima (fewest, over seeds)"]["worst"] == 20
-    pooled = {c.name: c for c in criteria_rows(m)}
+    pooled = {c.name: c for c in criteria(m)}
     assert pooled["HELM spurious minima (worst seed)"].measured == 3
     assert not pooled["HELM basin coverage (worst seed)"].passed

@@ -3,7 +3,7 @@
 import torch
 
 from exp3_planning_efficiency.energy import GoalEnergy
-from exp3_planning_efficiency.world_model import WorldModel
+from exp3_planning_efficiency.world_models import WorldModel
 
 
 def _conv_macs(module: torch.nn.Module, W: int, H: int) -> int:

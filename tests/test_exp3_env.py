@@ -293,7 +293,7 @@ def test_env_reset_is_reproducible_per_seed_and_layout():
 # the learned parts never read the environment
 
 
-@pytest.mark.parametrize("module", ["planners", "energy", "world_model"])
+@pytest.mark.parametrize("module", ["planners", "energy", "world_models", "losses"])
 def test_learned_parts_and_planners_do_not_read_the_environment(module):
     source = (REPO_ROOT / "exp3_planning_efficiency" / f"{module}.py").read_text()
     for internal in ("FastMaze", "cell_dist", "next_pose", "poses_from_images", "pose_index", "base_image",

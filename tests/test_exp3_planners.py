@@ -14,7 +14,7 @@ from exp3_planning_efficiency.energy import GoalEnergy
 from exp3_planning_efficiency.env_minigrid import NUM_ACTIONS, FastMaze, goal_observations, tasks_across_layouts
 from exp3_planning_efficiency.evaluation import run_episodes
 from exp3_planning_efficiency.planners import GraphView, LazyGraph, coarse_subgoal
-from exp3_planning_efficiency.world_model import WorldModel, one_hot_codes
+from exp3_planning_efficiency.world_models import WorldModel, one_hot_codes
 
 
 # ----------------------------------------------------------------------------------------------

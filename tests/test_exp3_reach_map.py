@@ -17,7 +17,7 @@ from exp3_planning_efficiency.env_minigrid import FastMaze, goal_observations
 from exp3_planning_efficiency.evaluation import ExactCoarseGraph
 from exp3_planning_efficiency.paired import paired_difference
 from exp3_planning_efficiency.reach_map import ENERGIES, HORIZONS, PLANNERS
-from exp3_planning_efficiency.world_model import WorldModel
+from exp3_planning_efficiency.world_models import WorldModel
 
 FOLDER = REPO_ROOT / "exp3_planning_efficiency"
 

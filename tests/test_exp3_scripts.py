@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from exp3_planning_efficiency import analyze_planning, run_experiment
+from exp3_planning_efficiency import plots, run_experiment
 
 PLOTS = ["exp3_pareto.png", "exp3_success_vs_horizon.png", "exp3_training_curves.png", "exp3_world_model.png"]
 ALL_PLANNERS = ["helm", "helm_no_coarse", "helm_no_spectral", "helm_no_hf", "cem", "flat", "random", "bfs"]
@@ -57,7 +57,7 @@ def test_quick_run_writes_plots_and_metrics_for_every_track(quick_run):
             assert set(per_T) == {"50"} and len(per_T["50"]) == 2
     arrays = dict(np.load(quick_run / "results" / "exp3_arrays.npz"))
     assert arrays["spectral_loss_layouts_seed0"].shape == (m["config"]["model_train_steps"],)
-    rebuilt = analyze_planning.plot_all(quick_run / "results" / "metrics.json", arrays, quick_run / "replot")
+    rebuilt = plots.make_plots(quick_run / "results" / "metrics.json", arrays, quick_run / "replot")
     assert [p.name for p in rebuilt] == sorted(PLOTS, key=[p.name for p in rebuilt].index)
     assert all(p.exists() for p in rebuilt)
 
@@ -152,5 +152,5 @@ def test_layout_sweep_keeps_the_total_walks_and_replots_from_its_json(tmp_path):
         assert 0 <= point["quality"]["energy_spearman"] <= 1 or np.isnan(point["quality"]["energy_spearman"])
     plot = out / "plots" / "exp3_layout_sweep.png"
     assert plot.stat().st_size > 10_000
-    replot = analyze_planning.plot_layout_sweep(saved, tmp_path / "replot.png")  # from the json alone
+    replot = plots.plot_layout_sweep(saved, tmp_path / "replot.png")  # from the json alone
     assert replot.stat().st_size > 10_000

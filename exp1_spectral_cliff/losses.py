@@ -1,5 +1,6 @@
-"""Regularizers of the transition (every one returns a per-member penalty (E,) at visited inputs
-s, a (E, N, 3)), and `make_penalty`, their weighted sum with per-member weights.
+"""The losses of the world models: `rollout_loss`, the K-step open-loop prediction MSE ("Flat" = this
+alone), and the regularizers of the transition (every one returns a per-member penalty (E,) at visited
+inputs s, a (E, N, 3)), with `make_penalty`, their weighted sum with per-member weights.
 
 - spectral: relu(sigma_max(ds'/ds) - 1)^2 at the visited states (per-step hinge; exact 3x3 Jacobians
   from one batched forward + 3 batched backward rows, differentiable);
@@ -23,6 +24,23 @@ import torch
 from common.jacobian_utils import batch_jacobian
 from common.runs import torch_generator
 from exp1_spectral_cliff.models import EnsembleStepModel, MemberSubset
+
+
+def rollout_loss(model: EnsembleStepModel, s: torch.Tensor, a: torch.Tensor):
+    """Open-loop K-step prediction MSE per member, and the visited inputs.
+
+    s (E, B, K+1, 3), a (E, B, K, 3) -> loss (E,), inputs s_in (E, B*K, 3), a_in (E, B*K, 3).
+    With K = 1 this is 1-step teacher forcing.
+    """
+    pred, inputs = s[:, :, 0], []
+    sq_err = 0.0
+    for k in range(a.shape[2]):
+        inputs.append(pred)
+        pred = model(pred, a[:, :, k])
+        sq_err = sq_err + (pred - s[:, :, k + 1]).pow(2).mean(dim=(1, 2))
+    E = s.shape[0]
+    s_in = torch.stack(inputs, dim=2).reshape(E, -1, 3)
+    return sq_err / a.shape[2], s_in, a.reshape(E, -1, 3)
 
 
 def spectral_norm_3x3(J: torch.Tensor) -> torch.Tensor:

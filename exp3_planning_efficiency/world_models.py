@@ -14,19 +14,15 @@ Nothing reads the pose or the walls by hand: the model sees the observation code
 (`env_minigrid.observation_codes`, a cell-wise recoding of MiniGrid's symbolic image) and learns
 to move the agent. Convolutions make it the same function everywhere on the grid, which is what lets
 it transfer to layouts it never saw. HELM's spectral regularization penalizes the largest singular
-value of the fine transition's Jacobian d step / d z above 1 (hinge, power iteration).
+value of the fine transition's Jacobian d step / d z above 1 (hinge, power iteration; `losses.py`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
-import torch.nn.functional as F
 from torch import nn
 
-from common.runs import progress
-from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, NUM_ACTIONS, NUM_CODES, Replay
+from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, NUM_ACTIONS, NUM_CODES
 
 
 def one_hot_codes(codes: torch.Tensor) -> torch.Tensor:
@@ -98,97 +94,3 @@ class WorldModel(nn.Module):
         agent = agent_logits.softmax(-1).view(len(z), 4, *z.shape[-2:])
         wall, rest = torch.sigmoid(wall_logits)[:, None], 1 - agent.sum(1, keepdim=True)
         return torch.cat([(1 - wall) * rest, wall * rest, agent], dim=1)
-
-
-def decode_loss(model: WorldModel, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Reconstruction loss of observation codes (B, W, H) from latents (B, C, W, H): binary cross-entropy
-    of the walls + cross-entropy of the agent's cell and direction."""
-    wall_logits, agent_logits = model.decode_logits(z)
-    walls = (codes == 1).float()
-    agent_dir = (codes.long() - FIRST_AGENT_CODE).clamp_min(0).flatten(1)  # (B, W*H)
-    cell = (codes >= FIRST_AGENT_CODE).flatten(1).float().argmax(-1)
-    target = agent_dir[torch.arange(len(codes)), cell] * codes[0].numel() + cell
-    return F.binary_cross_entropy_with_logits(wall_logits, walls) + F.cross_entropy(agent_logits, target)
-
-
-def spectral_norm_estimate(model: WorldModel, z: torch.Tensor, action: torch.Tensor, iters: int = 3) -> torch.Tensor:
-    """Largest singular value of d step(z, a) / d z per sample (B,), by power iteration (J v by forward-mode
-    differentiation, J^T J v by one backward pass); differentiable in the model's parameters through the
-    last Jacobian-vector product."""
-    z = z.detach()
-
-    def normalize(v):
-        return v / v.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
-
-    def step_and_jvp(x, v):
-        with fwAD.dual_level():
-            return fwAD.unpack_dual(model.step(fwAD.make_dual(x, v), action))  # step(x), J v
-
-    v = normalize(torch.randn_like(z))
-    for _ in range(iters):
-        x = z.clone().requires_grad_(True)
-        out, Jv = step_and_jvp(x, v)
-        v = normalize(torch.autograd.grad(out, x, Jv.detach())[0])
-    return step_and_jvp(z, v)[1].flatten(1).norm(dim=1)
-
-
-def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tensor, coarse_codes: torch.Tensor,
-                     coarse_actions: torch.Tensor, lambda_spectral: float, spectral_batch: int = 8) -> torch.Tensor:
-    """codes (B, L+1, W, H), actions (B, L) -> decoding of every observation, an L-step latent rollout
-    (decoded, and matched to the encoded observations) and the spectral hinge; coarse_codes (Bc, k+1, W, H),
-    coarse_actions (Bc, k) -> one coarse step over each window (its own batch: the coarse transition
-    has one target per window, the fine one k)."""
-    B, L1 = codes.shape[:2]
-    flat_codes = codes.flatten(0, 1)
-    z = model.encode_codes(flat_codes).unflatten(0, (B, L1))
-    one_hot = F.one_hot(actions.long(), NUM_ACTIONS).float()
-    loss = decode_loss(model, z.flatten(0, 1), flat_codes)
-    z_hat = z[:, 0]
-    for t in range(actions.shape[1]):
-        z_hat = model.step(z_hat, one_hot[:, t])
-        loss = loss + decode_loss(model, z_hat, codes[:, t + 1]) + F.mse_loss(z_hat, z[:, t + 1].detach())
-    k = model.coarse_stride
-    z_start, z_end = model.encode_codes(coarse_codes[:, 0]), model.encode_codes(coarse_codes[:, k])
-    macro = F.one_hot(coarse_actions.long(), NUM_ACTIONS).float()
-    for head in range(len(model.coarse)):  # the ensemble: same windows, different initial weights
-        z_coarse = model.coarse_step(z_start, macro, head)
-        loss = loss + decode_loss(model, z_coarse, coarse_codes[:, k]) + F.mse_loss(z_coarse, z_end.detach())
-    if lambda_spectral > 0:
-        sigma = spectral_norm_estimate(model, z[:spectral_batch, 0], one_hot[:spectral_batch, 0])
-        loss = loss + lambda_spectral * torch.relu(sigma - 1).pow(2).mean()
-    return loss
-
-
-def optimizer_step(opt, schedule, loss: torch.Tensor, losses: list) -> bool:
-    """Record `loss` and take one step on it; a non-finite loss takes no step and returns False
-    (the model diverged: training stops and the caller records it)."""
-    losses.append(loss.detach())
-    if not torch.isfinite(loss):
-        return False
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    schedule.step()
-    return True
-
-
-def train_world_model(model: WorldModel, replay: Replay, cfg, rng: np.random.Generator, quiet: bool = False):
-    """Adam on `world_model_loss` over random windows of the replay. Returns the loss curve (ending at
-    the first non-finite loss if the model diverged)."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.model_train_steps)
-    device = next(model.parameters()).device
-    length = cfg.model_rollout_steps
-    losses = []
-    for _ in progress(range(cfg.model_train_steps), quiet, desc="world model", leave=False):
-        layout, poses, actions = replay.windows(length, cfg.model_batch_size, rng)
-        codes = replay.codes(np.repeat(layout[:, None], length + 1, 1), poses)
-        coarse_layout, coarse_poses, coarse_actions = replay.windows(cfg.coarse_stride, cfg.coarse_batch_size, rng)
-        coarse_codes = replay.codes(np.repeat(coarse_layout[:, None], cfg.coarse_stride + 1, 1), coarse_poses)
-        def tensor(a):
-            return torch.as_tensor(a, device=device)
-        loss = world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
-                                cfg.lambda_spectral)
-        if not optimizer_step(opt, schedule, loss, losses):
-            break
-    return torch.stack(losses).cpu().numpy()

@@ -1,6 +1,8 @@
-"""The four ablation variants and resumable training units.
+"""Training of the world models: the loop (`train_ensemble`: E independent members at once, seeds or
+the lambda values of a sweep, on `losses.rollout_loss` plus the penalties of `losses.make_penalty`),
+the four ablation variants and resumable training units.
 
-Variants: flat (no regularizer), spectral (the stability penalties of `regularizers.py`: per-step
+Variants: flat (no regularizer), spectral (the stability penalties of `losses.py`: per-step
 hinge, FTLE, k-step hinge, at weights lambda_spectral, lambda_ftle, lambda_kstep), hf (HF invariance
 at lambda_hf), helm (both).
 A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
@@ -11,23 +13,74 @@ ensemble (see models.py) and resume as one batch (`common.runs.load_or_train_bat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from common.fields import identity
 from common.launch import Unit, launch
-from common.runs import Timer, load_or_train_batch, to_jsonable
+from common.runs import Timer, load_or_train_batch, progress, to_jsonable, torch_generator
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.models import EnsembleStepModel
-from exp1_spectral_cliff.regularizers import PENALTIES, make_penalty
-from exp1_spectral_cliff.train_flat import train_ensemble
+from exp1_spectral_cliff.losses import PENALTIES, make_penalty, rollout_loss
+
+# penalty(model, s_ExNx3, a_ExNx3) -> (E,): a regularizer at the visited (state, action) inputs
+Penalty = Callable[[EnsembleStepModel, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sample_windows(states: torch.Tensor, actions: torch.Tensor, rollout_steps: int, batch_size: int,
+                   generators: list[torch.Generator]):
+    """Random training windows, drawn per member from its own generator.
+
+    states (E, N, L+1, 3), actions (E, N, L, 3) (may be expanded views) ->
+    s (E, B, K+1, 3), a (E, B, K, 3) with K = rollout_steps.
+    """
+    E, N, L = actions.shape[:3]
+    traj = torch.stack([torch.randint(N, (batch_size,), generator=g) for g in generators]).to(states.device)
+    start = torch.stack([torch.randint(L - rollout_steps + 1, (batch_size,), generator=g) for g in generators])
+    start = start.to(states.device)
+    member = torch.arange(E, device=states.device)[:, None, None]
+    t = start[..., None] + torch.arange(rollout_steps + 1, device=states.device)
+    return states[member, traj[..., None], t], actions[member, traj[..., None], t[..., :-1]]
+
+
+def train_ensemble(model: EnsembleStepModel, states: torch.Tensor, actions: torch.Tensor, cfg,
+                   rollout_steps: int, sample_seeds: list[int], penalty: Penalty | None = None,
+                   desc: str = "train") -> dict:
+    """Adam (cosine-decayed lr) on sum_e (mse_e + penalty_e); members are independent.
+
+    states/actions: (E, N, L+1, 3) / (E, N, L, 3) normalized training trajectories.
+    Returns {"final_loss": (E,) mean training loss of the last 50 steps, "diverged": (E,) bool,
+    "loss_curve": (E, train_steps) the loss of every step} (on the CPU).
+    A member diverged when that loss is NaN/Inf or above cfg.divergence_threshold, or a weight is
+    not finite; training continues for the others (members never interact).
+    """
+    generators = [torch_generator(s, "exp1-batches") for s in sample_seeds]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # cosine decay to 0, the same schedule for every variant (see README: tuning-seed effect)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train_steps)
+    history = []
+    for _ in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
+        s, a = sample_windows(states, actions, rollout_steps, cfg.batch_size, generators)
+        mse, s_in, a_in = rollout_loss(model, s, a)
+        loss = mse + penalty(model, s_in, a_in) if penalty is not None else mse
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        schedule.step()
+        history.append(loss.detach())
+    curve = torch.stack(history, dim=1).cpu()
+    final = curve[:, -50:].mean(dim=1)
+    diverged = ~torch.isfinite(final) | (final > cfg.divergence_threshold) | ~model.is_finite().cpu()
+    return {"final_loss": final, "diverged": diverged, "loss_curve": curve}
+
 
 VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, True), "helm": (True, True)}
 
 
 def variant_lambdas(cfg, variant: str) -> dict:
-    """Penalty name (regularizers.PENALTIES) -> weight, of an ablation variant."""
+    """Penalty name (losses.PENALTIES) -> weight, of an ablation variant."""
     use_stability, use_hf = VARIANTS[variant]
     return {"spectral": cfg.lambda_spectral if use_stability else 0.0,
             "ftle": cfg.lambda_ftle if use_stability else 0.0,
@@ -91,7 +144,7 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: tor
     return dict(zip(seeds, payloads))
 
 
-def variant_unit(cfg, variant: str, horizon: int | None, ckpt_dir: Path, device: torch.device) -> None:
+def train_unit(cfg, variant: str, horizon: int | None, ckpt_dir: Path, device: torch.device) -> None:
     """A launcher unit: one variant's batch of seeds (one horizon's under per_horizon), trained into
     its checkpoints. The unit rebuilds the datasets from their named streams (identical data)."""
     train_variant(cfg, variant, {s: make_dataset(cfg, s) for s in cfg.seeds}, ckpt_dir, device, horizon)
@@ -102,7 +155,7 @@ def launch_variant_units(cfg, ckpt_dir: Path, device: torch.device) -> None:
     then finds them in their checkpoints. The units are today's batches, so the numbers are the
     inline run's bit for bit."""
     horizons = [None] if cfg.train_protocol == "short" else list(cfg.horizons)
-    launch(cfg, [Unit(variant if T is None else f"{variant} T={T}", variant_unit, (cfg, variant, T, ckpt_dir, device))
+    launch(cfg, [Unit(variant if T is None else f"{variant} T={T}", train_unit, (cfg, variant, T, ckpt_dir, device))
                  for variant in cfg.variants for T in horizons], ckpt_dir / "launcher")
 
 

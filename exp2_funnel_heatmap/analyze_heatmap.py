@@ -1,4 +1,5 @@
-"""Basin analysis of every landscape, the criteria, tables and figures, rebuilt from the saved arrays.
+"""Basin analysis of every landscape, then the summary, the criteria and the tables (from the saved
+arrays; the figures are `plots.py`'s).
 
 Landscapes: `true` (E*), `mollified` (exact E*_sigma, the ideal HELM approximates), and the learned
 models `flat`, `helm` and `helm_<other form>` (one per seed).
@@ -9,8 +10,6 @@ models `flat`, `helm` and `helm_<other form>` (one per seed).
 - Local minima on the `grid_resolution`^2 grid (8-neighbour, interior points, plateau ties broken by
   grid order); "spurious" = all of them except one in the global basin.
 - Fit error: RMSE of each model to E* and to E*_sigma on the same grid.
-`python run_experiment.py --plots-only` redraws every plot from `results/exp2_arrays.npz` (and the
-sweep's from `results/sweep.json`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common import viz_utils
 from common.runs import criterion
 from exp2_funnel_heatmap.energy_functions import Landscape, energy, energy_grad, grid, in_global_basin
 
@@ -108,7 +106,7 @@ def analyze(model, names: list[str], seeds: list[int], p: Landscape, cfg, device
     }
 
 
-def _stats(values) -> dict:
+def _mean_std(values) -> dict:
     values = np.asarray(values, dtype=float)
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values.tolist()}
 
@@ -120,19 +118,19 @@ def summarize(a: dict, final_loss: np.ndarray) -> dict:
     names, A = list(a["names"]), float(a["ripple_amplitude"])
     cov, spur = {}, {}
     for j, name in enumerate(("true", "mollified")):  # seed-independent: repeated per seed
-        cov[name] = _stats([a["coverage_analytic"][j]] * S)
-        spur[name] = _stats([a["spurious_analytic"][j]] * S)
+        cov[name] = _mean_std([a["coverage_analytic"][j]] * S)
+        spur[name] = _mean_std([a["spurious_analytic"][j]] * S)
     fit, diverged = {}, {}
     for i, name in enumerate(names):
         bad = ~np.isfinite(final_loss[:, i])
         diverged[name] = [int(s) for s, b in zip(a["seeds"], bad) if b]
-        cov[name] = _stats(np.where(bad, np.nan, a["coverage_models"][:, i]))
-        spur[name] = _stats(np.where(bad, np.nan, a["spurious_models"][:, i]))
-        fit[name] = {"rmse_to_true": _stats(a["rmse_to_true"][:, i]),
-                     "rmse_to_mollified": _stats(a["rmse_to_mollified"][:, i]),
-                     "rmse_to_true_over_A": _stats(a["rmse_to_true"][:, i] / A),
-                     "rmse_to_mollified_over_A": _stats(a["rmse_to_mollified"][:, i] / A),
-                     "final_train_loss": _stats(final_loss[:, i])}
+        cov[name] = _mean_std(np.where(bad, np.nan, a["coverage_models"][:, i]))
+        spur[name] = _mean_std(np.where(bad, np.nan, a["spurious_models"][:, i]))
+        fit[name] = {"rmse_to_true": _mean_std(a["rmse_to_true"][:, i]),
+                     "rmse_to_mollified": _mean_std(a["rmse_to_mollified"][:, i]),
+                     "rmse_to_true_over_A": _mean_std(a["rmse_to_true"][:, i] / A),
+                     "rmse_to_mollified_over_A": _mean_std(a["rmse_to_mollified"][:, i] / A),
+                     "final_train_loss": _mean_std(final_loss[:, i])}
     return {"coverage": cov, "spurious_minima": spur, "fit_error": fit, "diverged_seeds": diverged,
             "num_basin_starts": int(a["success_analytic"][0].size)}
 
@@ -141,7 +139,7 @@ def summarize(a: dict, final_loss: np.ndarray) -> dict:
 # criteria and tables (from metrics.json's measurements)
 
 
-def criteria_rows(m: dict, seed_index: int | None = None) -> list:
+def criteria(m: dict, seed_index: int | None = None) -> list:
     """The criteria over all seeds (means, worst seed), or on one seed alone (`seed_index`)."""
     def per_seed(group: dict, name: str) -> list:
         values = group[name]["per_seed"]
@@ -169,7 +167,7 @@ def criteria_rows(m: dict, seed_index: int | None = None) -> list:
 def criteria_spread(m: dict, seeds: list[int]) -> list[dict]:
     """Each criterion evaluated on every seed alone: median and worst measurement, seeds passing
     ("worst" is the lowest value for a ">" target, the highest for a "<" one)."""
-    per_seed = [criteria_rows(m, i) for i in range(len(seeds))]
+    per_seed = [criteria(m, i) for i in range(len(seeds))]
     spread = []
     for j, row in enumerate(per_seed[0]):
         measured = np.array([np.nan if rows[j].measured is None else rows[j].measured for rows in per_seed])
@@ -202,106 +200,3 @@ def format_tables(m: dict) -> str:
     lines += [f"{row['name']:<44}{row['target']:>14}{show(row['median']):>10}{show(row['worst']):>10}"
               f"{row['seeds_passing']:>9} / {row['seeds']}" for row in spread]
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------
-# plots (from the arrays; the sweep's from its sweep.json)
-
-
-def _mark_minima(ax, axis, mask, label):
-    iy, ix = np.nonzero(mask)
-    ax.scatter(axis[ix], axis[iy], s=9, c="red", edgecolors="white", linewidths=0.4, label=label, zorder=3)
-
-
-def plot_energy(path, a: dict, panels: list[tuple[str, np.ndarray, np.ndarray]]):
-    """One heatmap per (title, energy (n, n), minima mask (n, n)) panel."""
-    fig, axes = viz_utils.new_figure(ncols=len(panels), width=4.6, height=4.0)
-    for ax, (title, E, mask) in zip(axes[0], panels):
-        viz_utils.heatmap(ax, a["axis"], a["axis"], E, title, levels=15)
-        _mark_minima(ax, a["axis"], mask, f"local minima ({int(mask.sum())})")
-        ax.set_xlabel("x1"), ax.set_ylabel("x2")
-        ax.legend(loc="upper right", fontsize=7)
-    return viz_utils.save(fig, path)
-
-
-def plot_basin(path, a: dict, title: str, success: np.ndarray, E: np.ndarray, path_xy: np.ndarray,
-               polish_xy: np.ndarray, coverage: float):
-    """Starts that reach the global basin (green) or not (red), landscape contours and descent paths
-    (solid: descent on the landscape; dotted: the polish on E*)."""
-    fig, axes = viz_utils.new_figure(width=5.2, height=4.8)
-    ax = axes[0, 0]
-    ax.pcolormesh(a["basin_axis"], a["basin_axis"], success.astype(float), cmap="RdYlGn", vmin=-0.3, vmax=1.3,
-                  shading="auto")
-    ax.contour(a["axis"], a["axis"], E, levels=15, colors="k", linewidths=0.4, alpha=0.5)
-    for k in range(path_xy.shape[0]):
-        ax.plot(path_xy[k, :, 0], path_xy[k, :, 1], "-", color="navy", lw=1.2)
-        ax.plot(polish_xy[k, :, 0], polish_xy[k, :, 1], ":", color="navy", lw=1.2)
-        ax.plot(path_xy[k, 0, 0], path_xy[k, 0, 1], "o", color="navy", ms=3)
-        ax.plot(polish_xy[k, -1, 0], polish_xy[k, -1, 1], "x", color="k", ms=5)
-    ax.plot([0], [0], "*", color="gold", ms=12, mec="k", label="global minimum x*")
-    ax.set_aspect("equal"), ax.grid(False), ax.legend(loc="upper right", fontsize=7)
-    ax.set_title(f"{title}: {100 * coverage:.1f} % of starts reach the global basin")
-    ax.set_xlabel("x1"), ax.set_ylabel("x2")
-    return viz_utils.save(fig, path)
-
-
-def make_plots(a: dict, plot_dir) -> list:
-    """The five seed-named figures (first reported seed) and the training curves (every seed)."""
-    sigma = float(a["sigma"])
-    names = list(a["names"])
-    v = {n: i for i, n in enumerate(names)}
-    other = [n for n in names if n.startswith("helm_")][0]
-    s = 0
-    out = [plot_energy(plot_dir / "exp2_true_energy.png", a, [
-        ("true energy E*", a["E_true"], a["minima_true"]),
-        (f"exact mollified E*_sigma (sigma={sigma:g})", a["E_mollified"], a["minima_mollified"])])]
-    out.append(plot_energy(plot_dir / "exp2_flat_energy.png", a, [
-        (f"Flat model (seed {a['seeds'][s]})", a["E_models"][s, v["flat"]], a["minima_models"][s, v["flat"]]),
-        ("Flat - E*", a["E_models"][s, v["flat"]] - a["E_true"], np.zeros_like(a["minima_true"]))]))
-    out.append(plot_energy(plot_dir / "exp2_helm_energy.png", a, [
-        (f"HELM model (seed {a['seeds'][s]})", a["E_models"][s, v["helm"]], a["minima_models"][s, v["helm"]]),
-        (f"ablation: {other}", a["E_models"][s, v[other]], a["minima_models"][s, v[other]])]))
-    for name, label in (("flat", "Flat"), ("helm", "HELM")):
-        i = v[name]
-        out.append(plot_basin(plot_dir / f"exp2_{name}_basin.png", a, label, a["success_models"][s, i],
-                              a["E_models"][s, i], a["path_models"][s, i], a["polish_models"][s, i],
-                              float(a["coverage_models"][s, i])))
-    curves = {name: a["loss_curves"][:, i] for i, name in enumerate(names)}
-    out.append(viz_utils.plot_training_curves(plot_dir / "exp2_training_curves.png", {
-        "energy models (loss / energy scale^2)": curves}))
-    return out
-
-
-def plot_sweep(sweep: dict, path):
-    """Coverage (left) and fit error to E* (right) vs sigma, per HF form and lambda."""
-    fig, axes = viz_utils.new_figure(ncols=2, width=5.2, height=4.0)
-    ax_cov, ax_fit = axes[0]
-    rows = sweep["rows"]
-    flat = [r for r in rows if r["form"] == "flat"][0]
-    series = [("mollified_target", None, "helm", "HELM mollified_target", "-")]
-    lams = sorted({r["lambda_hf"] for r in rows if r["form"] == "consistency"})
-    series += [("consistency", lam, "helm_consistency", f"HELM consistency, lambda={lam:g}", ls)
-               for lam, ls in zip(lams, ["--", "-.", ":", (0, (1, 3))] * 3)]
-    for form, lam, color_name, label, ls in series:
-        sel = sorted((r for r in rows if r["form"] == form and (lam is None or r["lambda_hf"] == lam)),
-                     key=lambda r: r["sigma"])
-        sig = [r["sigma"] for r in sel]
-        cov = [100 * r["coverage"] if r["coverage"] is not None else float("nan") for r in sel]
-        ax_cov.plot(sig, cov, marker="o", ms=3.5, ls=ls, color=viz_utils.color(color_name), label=label)
-        ax_fit.plot(sig, [r["rmse_to_true_over_A"] for r in sel], marker="o", ms=3.5, ls=ls,
-                    color=viz_utils.color(color_name), label=label)
-    ex = sweep["exact_mollified"]
-    ax_cov.plot([e["sigma"] for e in ex], [100 * e["coverage"] for e in ex], marker="s", ms=3.5,
-                color=viz_utils.color("mollified"), label="exact mollified E*_sigma")
-    for ax, value, unit in ((ax_cov, 100 * (flat["coverage"] or float("nan")), "coverage"),
-                            (ax_fit, flat["rmse_to_true_over_A"], "fit")):
-        ax.axhline(value, color=viz_utils.color("flat"), lw=1, label="Flat")
-    ax_cov.axhline(100 * sweep["true_coverage"], color=viz_utils.color("true"), lw=1, ls=":", label="true E*")
-    ax_fit.axhline(1.0, color="grey", lw=0.8, ls=":", label="RMSE = A")
-    for ax in (ax_cov, ax_fit):
-        ax.set_xscale("log"), ax.set_xlabel("hf_noise_sigma")
-    ax_cov.set_ylabel("basin coverage (% of starts)"), ax_fit.set_ylabel("RMSE to E* / A")
-    ax_fit.set_yscale("log")
-    ax_cov.set_title(f"coverage (tuning seed {sweep['tuning_seed']})"), ax_fit.set_title("fit error to E*")
-    ax_cov.legend(fontsize=6.5), ax_fit.legend(fontsize=6.5)
-    return viz_utils.save(fig, path)

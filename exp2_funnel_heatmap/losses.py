@@ -1,4 +1,7 @@
-"""HELM: the fit plus HF invariance (mollification), in one of two forms (`hf_form`).
+"""The losses of the energy models, per model of a batch.
+
+Flat (`flat_loss`): plain MSE regression of E_theta on E* at points sampled uniformly from the domain.
+HELM: the fit plus HF invariance (mollification), in one of two forms (`hf_form`).
 
 - `consistency` (the seed's wording): MSE to E*(x) + lambda_hf * E_delta (E(x + delta) - E(x))^2.
   It penalises every variation of E_theta at scale sigma, the funnel's slope as much as the ripples.
@@ -15,6 +18,11 @@ from __future__ import annotations
 import torch
 
 from exp2_funnel_heatmap.energy_functions import Landscape, energy
+
+
+def flat_loss(E_x: torch.Tensor, x: torch.Tensor, p: Landscape) -> torch.Tensor:
+    """Per-model MSE to E*: E_x (M, B) model energies at x (M, B, 2) -> (M,)."""
+    return ((E_x - energy(x, p)) ** 2).mean(-1)
 
 
 def mollified_target_loss(E_x: torch.Tensor, x: torch.Tensor, delta: torch.Tensor, p: Landscape) -> torch.Tensor:
