@@ -77,7 +77,12 @@ def identity(cfg, *roles: str) -> dict:
     return json.loads(json.dumps({name: getattr(cfg, name) for name in fields_with_role(cfg, *roles)}))
 
 
+def identity_hash(identity_dict: dict, length: int = 8) -> str:
+    """Short hash of an identity (a JSON-safe dict: a config's, a unit's): the first `length` hex
+    digits of the SHA-1 of its JSON with sorted keys. The one hash of run folders and unit names."""
+    return hashlib.sha1(json.dumps(identity_dict, sort_keys=True).encode()).hexdigest()[:length]
+
+
 def config_hash(cfg) -> str:
     """Short hash of every field that changes a number (roles model and eval)."""
-    text = json.dumps(identity(cfg, "model", "eval"), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+    return identity_hash(identity(cfg, "model", "eval"))

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from common.cli import UnitsFailed
-from common.runs import progress
+from common.runs import progress, resolve_device, torch_settings
 
 POLL_SECONDS = 0.5
 
@@ -37,22 +35,21 @@ class Unit:
     args: tuple
 
 
-def _use_parent_torch_settings(num_threads: int) -> None:
-    """The parent's torch settings in a worker (a fresh process would use every core and
-    nondeterministic kernels, and give different numbers)."""
-    torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+def _use_parent_torch_settings(num_threads: int, device: str) -> None:
+    """The parent's torch settings in a worker (`common.runs.torch_settings`: a fresh process would
+    use every core and nondeterministic kernels, and give different numbers)."""
+    torch_settings(num_threads, resolve_device(device))
 
 
-def run_in_worker(num_threads: int, fn: Callable, *args):
+def run_in_worker(num_threads: int, device: str, fn: Callable, *args):
     """`fn(*args)` in a submitit process, with the parent's torch settings."""
-    _use_parent_torch_settings(num_threads)
+    _use_parent_torch_settings(num_threads, device)
     return fn(*args)
 
 
-def _init_worker(num_threads: int, parent: int) -> None:
+def _init_worker(num_threads: int, device: str, parent: int) -> None:
     """A worker process's set-up: the parent's torch settings, and an exit once the parent is gone."""
-    _use_parent_torch_settings(num_threads)
+    _use_parent_torch_settings(num_threads, device)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -72,7 +69,7 @@ def _run_inline(cfg, units: list[Unit], worker_processes: bool) -> list:
         return [unit.fn(*unit.args) for unit in progress(units, cfg.quiet, desc="units")]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(cfg.jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(cfg.num_threads, os.getpid())) as pool:
+                             initargs=(cfg.num_threads, cfg.device, os.getpid())) as pool:
         futures = [pool.submit(unit.fn, *unit.args) for unit in units]
         return [future.result() for future in futures]
 
@@ -91,7 +88,7 @@ def executor_for(cfg, log_dir: Path):
 
 def submit(executor, units: list[Unit], cfg) -> list:
     """Submit units (on SLURM as one job array) -> their submitit jobs."""
-    calls = [(run_in_worker, cfg.num_threads, unit.fn, *unit.args) for unit in units]
+    calls = [(run_in_worker, cfg.num_threads, cfg.device, unit.fn, *unit.args) for unit in units]
     if cfg.launcher != "slurm":
         return [executor.submit(*call) for call in calls]
     with executor.batch():

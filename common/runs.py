@@ -67,15 +67,22 @@ def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.dev
 
 
 def setup_torch(cfg) -> torch.device:
-    """Apply the config's thread count and determinism; return the resolved device.
+    """Apply the config's thread count and determinism (`torch_settings`); return the resolved device."""
+    device = resolve_device(cfg.device)
+    torch_settings(cfg.num_threads, device)
+    return device
+
+
+def torch_settings(num_threads: int, device: torch.device) -> None:
+    """The torch set-up of every process of a run (the main one, and each worker of `common.launch`):
+    `num_threads` CPU threads and deterministic kernels.
 
     On CUDA: cuBLAS gets a fixed workspace (`CUBLAS_WORKSPACE_CONFIG`, read when cuBLAS starts, so set
     before the first CUDA call; an existing value is kept), TF32 is off for matmuls and convolutions
     (full float32, as on the CPU), cuDNN autotuning is off, and an op without a deterministic CUDA
     kernel raises instead of warning. On the CPU every op used here is deterministic; the CPU keeps
     `warn_only` so that a future op without a deterministic CPU kernel warns rather than stops a run."""
-    torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    torch.set_num_threads(num_threads)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -84,7 +91,6 @@ def setup_torch(cfg) -> torch.device:
         torch.use_deterministic_algorithms(True)
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return device
 
 
 def synchronize(device: torch.device) -> None:

@@ -64,11 +64,6 @@ class EnsembleStepModel(nn.Module):
         model.load_state_dict({k: torch.cat([s[k].cpu() for s in states]) for k in states[0]})
         return model
 
-    def is_finite(self) -> torch.Tensor:
-        """(E,) bool: every weight of the member is finite."""
-        flags = [torch.isfinite(p).flatten(1).all(dim=1) for p in self.parameters()]
-        return torch.stack(flags).all(dim=0)
-
 
 class MemberSubset:
     """Members `idx` of an ensemble, as a step model differentiable in the ensemble's weights (a

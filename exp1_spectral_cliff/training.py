@@ -20,7 +20,8 @@ import torch
 
 from common.fields import identity
 from common.launch import Unit, launch
-from common.runs import Timer, load_or_train_batch, progress, to_jsonable, torch_generator
+from common.runs import Timer, load_or_train_batch, to_jsonable, torch_generator
+from common.training import diverged, final_loss, finite_weights, fit
 from exp1_spectral_cliff.dataset import make_dataset
 from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.losses import PENALTIES, make_penalty, rollout_loss
@@ -48,32 +49,24 @@ def sample_windows(states: torch.Tensor, actions: torch.Tensor, rollout_steps: i
 def train_ensemble(model: EnsembleStepModel, states: torch.Tensor, actions: torch.Tensor, cfg,
                    rollout_steps: int, sample_seeds: list[int], penalty: Penalty | None = None,
                    desc: str = "train") -> dict:
-    """Adam (cosine-decayed lr) on sum_e (mse_e + penalty_e); members are independent.
+    """`common.training.fit` (Adam, cosine-decayed lr) on sum_e (mse_e + penalty_e); members are independent.
 
     states/actions: (E, N, L+1, 3) / (E, N, L, 3) normalized training trajectories.
     Returns {"final_loss": (E,) mean training loss of the last 50 steps, "diverged": (E,) bool,
     "loss_curve": (E, train_steps) the loss of every step} (on the CPU).
-    A member diverged when that loss is NaN/Inf or above cfg.divergence_threshold, or a weight is
-    not finite; training continues for the others (members never interact).
+    Divergence is `common.training.diverged` with threshold cfg.divergence_threshold; training
+    continues for the other members (members never interact).
     """
     generators = [torch_generator(s, "exp1-batches") for s in sample_seeds]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # cosine decay to 0, the same schedule for every variant (see README: tuning-seed effect)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train_steps)
-    history = []
-    for _ in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
+
+    def step_loss(_step: int) -> torch.Tensor:
         s, a = sample_windows(states, actions, rollout_steps, cfg.batch_size, generators)
         mse, s_in, a_in = rollout_loss(model, s, a)
-        loss = mse + penalty(model, s_in, a_in) if penalty is not None else mse
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
-        schedule.step()
-        history.append(loss.detach())
-    curve = torch.stack(history, dim=1).cpu()
-    final = curve[:, -50:].mean(dim=1)
-    diverged = ~torch.isfinite(final) | (final > cfg.divergence_threshold) | ~model.is_finite().cpu()
-    return {"final_loss": final, "diverged": diverged, "loss_curve": curve}
+        return mse + penalty(model, s_in, a_in) if penalty is not None else mse
+
+    curve = fit(model.parameters(), cfg.lr, cfg.train_steps, step_loss, cfg.quiet, desc)
+    return {"final_loss": final_loss(curve), "loss_curve": curve,
+            "diverged": diverged(curve, finite_weights(model.parameters()), cfg.divergence_threshold)}
 
 
 VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, True), "helm": (True, True)}

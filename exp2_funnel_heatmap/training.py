@@ -20,7 +20,8 @@ from exp2_funnel_heatmap.models import EnergyEnsemble
 from exp2_funnel_heatmap.losses import consistency_loss, flat_loss, mollified_target_loss
 from common.fields import identity
 from common.launch import Unit, launch
-from common.runs import load_or_train_batch, progress, to_jsonable, torch_generator
+from common.runs import load_or_train_batch, to_jsonable, torch_generator
+from common.training import diverged, final_loss, finite_weights, fit
 
 FORMS = ("flat", "mollified_target", "consistency")
 DATA_CHUNK_STEPS = 100  # steps of data drawn at once per model
@@ -81,31 +82,26 @@ def per_model_loss(model, x, noise, specs, p) -> torch.Tensor:
 
 def train_models(specs: list[ModelSpec], cfg, device=torch.device("cpu"), desc: str = "train"
                  ) -> tuple[EnergyEnsemble, torch.Tensor, torch.Tensor]:
-    """Train all `specs` in one batched loop. Returns the ensemble, each model's final loss (M,)
-    (mean of the last 50 steps' loss / energy_scale^2, NaN when the model diverged) and the
-    per-step loss curves (M, train_steps)."""
+    """Train all `specs` in one batched loop (`common.training.fit`). Returns the ensemble, each model's
+    final loss (M,) (mean of the last 50 steps' loss / energy_scale^2, NaN when the model diverged by
+    `common.training.diverged`) and the per-step loss curves (M, train_steps)."""
     p = Landscape.from_config(cfg)
     model = build_ensemble(specs, cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.train_steps)
     gens = [torch_generator(s.seed, "exp2-data") for s in specs]
     scale2 = model.energy_scale ** 2
-    curve = []
-    for step in progress(range(cfg.train_steps), quiet=cfg.quiet, desc=desc, leave=False):
+    data = {}
+
+    def step_loss(step: int) -> torch.Tensor:
         if step % DATA_CHUNK_STEPS == 0:
             xs, ns = _data_chunk(gens, specs, min(DATA_CHUNK_STEPS, cfg.train_steps - step), cfg.batch_size,
                                  p.L * (1 + cfg.train_margin), cfg.hf_target_draws)
-            xs, ns = xs.to(device), ns.to(device)
-        loss = per_model_loss(model, xs[step % DATA_CHUNK_STEPS], ns[step % DATA_CHUNK_STEPS], specs, p) / scale2
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        opt.step()
-        sched.step()
-        curve.append(loss.detach())
-    curves = torch.stack(curve, 1).cpu()
-    final = curves[:, -50:].mean(1)
-    finite = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in model.parameters()]).all(0).cpu()
-    return model, torch.where(finite, final, torch.nan), curves
+            data["x"], data["noise"] = xs.to(device), ns.to(device)
+        i = step % DATA_CHUNK_STEPS
+        return per_model_loss(model, data["x"][i], data["noise"][i], specs, p) / scale2
+
+    curves = fit(model.parameters(), cfg.lr, cfg.train_steps, step_loss, cfg.quiet, desc)
+    bad = diverged(curves, finite_weights(model.parameters()))
+    return model, torch.where(bad, torch.nan, final_loss(curves)), curves
 
 
 def train_or_load(specs: list[ModelSpec], cfg, device, ckpt_dir: Path, desc: str = "train"

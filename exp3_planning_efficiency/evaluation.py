@@ -15,7 +15,6 @@ layouts of both environment families), which makes a batch of episodes ~100x fas
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.fields import identity_hash
 from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
 from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, FastMaze, goal_observations, tasks_across_layouts
@@ -190,8 +190,7 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, model
         if not Ts:
             continue
         unit = evaluation_unit(cfg, models, layouts, track_key, planner, scale)
-        digest = hashlib.sha1(json.dumps(unit, sort_keys=True).encode()).hexdigest()[:8]
-        path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}_{digest}.pt"
+        path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}_{identity_hash(unit)}.pt"
         done = load_checkpoint_if_matches(path, unit)
         if done is None:
             model_name, energy_name = NETWORKS.get(planner, ("spectral", "hf"))

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from common.fields import identity
-from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
+from common.runs import _stream_int, load_checkpoint_if_matches, numpy_rng, save_checkpoint, torch_generator
+from common.training import diverged, finite_weights, fit
 from exp3_planning_efficiency.energy import WALK_STARTS, GoalEnergy, replay_distances
 from exp3_planning_efficiency.local_energy import LocalEnergy
 from exp3_planning_efficiency.quality import energy_quality, k_step_accuracy
@@ -27,39 +28,25 @@ from exp3_planning_efficiency.losses import energy_loss, world_model_loss
 from exp3_planning_efficiency.world_models import WorldModel, one_hot_codes
 
 
-def optimizer_step(opt, schedule, loss: torch.Tensor, losses: list) -> bool:
-    """Record `loss` and take one step on it; a non-finite loss takes no step and returns False
-    (the model diverged: training stops and the caller records it)."""
-    losses.append(loss.detach())
-    if not torch.isfinite(loss):
-        return False
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    schedule.step()
-    return True
-
-
 def train_world_model(model: WorldModel, replay: Replay, cfg, rng: np.random.Generator, quiet: bool = False):
-    """Adam on `world_model_loss` over random windows of the replay. Returns the loss curve (ending at
-    the first non-finite loss if the model diverged)."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.model_lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.model_train_steps)
+    """`common.training.fit` (Adam, cosine-decayed lr) on `world_model_loss` over random windows of the
+    replay. Returns the loss curve (ending at the first non-finite loss if the model diverged)."""
     device = next(model.parameters()).device
     length = cfg.model_rollout_steps
-    losses = []
-    for _ in progress(range(cfg.model_train_steps), quiet, desc="world model", leave=False):
+
+    def tensor(a):
+        return torch.as_tensor(a, device=device)
+
+    def step_loss(_step: int) -> torch.Tensor:
         layout, poses, actions = replay.windows(length, cfg.model_batch_size, rng)
         codes = replay.codes(np.repeat(layout[:, None], length + 1, 1), poses)
         coarse_layout, coarse_poses, coarse_actions = replay.windows(cfg.coarse_stride, cfg.coarse_batch_size, rng)
         coarse_codes = replay.codes(np.repeat(coarse_layout[:, None], cfg.coarse_stride + 1, 1), coarse_poses)
-        def tensor(a):
-            return torch.as_tensor(a, device=device)
-        loss = world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
+        return world_model_loss(model, tensor(codes), tensor(actions), tensor(coarse_codes), tensor(coarse_actions),
                                 cfg.lambda_spectral)
-        if not optimizer_step(opt, schedule, loss, losses):
-            break
-    return torch.stack(losses).cpu().numpy()
+
+    return fit(model.parameters(), cfg.model_lr, cfg.model_train_steps, step_loss, quiet, "world model",
+               stop_at_nonfinite=True).numpy()
 
 
 def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generator, generator: torch.Generator,
@@ -67,18 +54,17 @@ def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generat
     """Fit the energy to the replay. Each step takes `energy_batch_size` goal observations, each a step of
     a recorded walk, with `energy_starts_per_goal` start observations of its layout: the walk's
     `WALK_STARTS` preceding steps (so every batch holds recorded transitions) and observations the
-    replay visited there, drawn uniformly. Returns the losses."""
+    replay visited there, drawn uniformly. `common.training.fit`; returns the loss curve (ending at the
+    first non-finite loss if the energy diverged)."""
     device = next(energy.parameters()).device
     distances = torch.as_tensor(replay_distances(replay))
     visited = [np.unique(replay.poses[replay.layout == i]) for i in range(len(replay.mazes))]
     counts = np.array([len(v) for v in visited])
     table = np.stack([np.pad(v, (0, counts.max() - len(v))) for v in visited])  # (layouts, max visited)
-    opt = torch.optim.Adam(energy.parameters(), lr=cfg.energy_lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.energy_train_steps)
     G, N = cfg.energy_batch_size, cfg.energy_starts_per_goal
     back = min(WALK_STARTS, N)
-    losses = []
-    for _ in progress(range(cfg.energy_train_steps), quiet, desc="goal energy", leave=False):
+
+    def step_loss(_step: int) -> torch.Tensor:
         walk = rng.integers(len(replay.poses), size=G)
         step = rng.integers(1, replay.poses.shape[1], size=G)
         layout, goal = replay.layout[walk], replay.poses[walk, step]
@@ -89,10 +75,10 @@ def train_energy(energy: GoalEnergy, replay: Replay, cfg, rng: np.random.Generat
         start_codes = torch.as_tensor(replay.codes(np.repeat(layout[:, None], N, 1), starts), device=device)
         V = energy.values(x_goal[:, None], energy.train_iterations, cfg.hf_noise_sigma, generator)
         target = distances[layout[:, None], starts, goal[:, None]].to(device=device, dtype=torch.float32)
-        loss = energy_loss(GoalEnergy.read_codes(V, start_codes), target, cfg.energy_push_weight)
-        if not optimizer_step(opt, schedule, loss, losses):
-            break
-    return torch.stack(losses).cpu().numpy()
+        return energy_loss(GoalEnergy.read_codes(V, start_codes), target, cfg.energy_push_weight)
+
+    return fit(energy.parameters(), cfg.energy_lr, cfg.energy_train_steps, step_loss, quiet, "goal energy",
+               stop_at_nonfinite=True).numpy()
 
 
 WORLD_MODELS = {"spectral": lambda cfg: cfg.lambda_spectral, "no_spectral": lambda cfg: 0.0}
@@ -141,7 +127,7 @@ def train_networks(cfg, seed: int, source: str, replay: Replay, eval_mazes, eval
                 return energy_quality(net, eval_mazes, eval_dists, numpy_rng(seed, "exp3-energy-quality"))
         out["state"][name], out["loss_curves"][name] = net.state_dict(), losses
         out["seconds"][name] = time.perf_counter() - start
-        if np.isfinite(losses).all():
+        if not diverged(torch.from_numpy(losses), finite_weights(net.parameters(), members=False)):
             out["quality"][name] = quality()
         else:
             out["diverged"].append(name)

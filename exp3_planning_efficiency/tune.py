@@ -54,13 +54,11 @@ tuning seed (`--tuning-seed`) before it becomes a default.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import sys
 
 from common.cli_parse import parse
 from common.config import Exp3Config
-from common.fields import identity
+from common.fields import identity, identity_hash
 from common.cli import command
 from common.launch import Unit, launch
 from common.runs import StagedOutputs, Timer, numpy_rng, setup_torch, write_json
@@ -108,7 +106,7 @@ def variant_unit(base, name: str, change: dict, device) -> Unit:
     protocol = {"planners": PLANNERS, **SWEEP_PROTOCOL.get(base.tuning_sweep, {})}
     cfg = dataclasses.replace(base, **change, **protocol, tracks=["unseen-layouts"], seeds=[base.tuning_seed],
                               budget_scales=[])
-    models = hashlib.sha1(json.dumps(identity(cfg, "model"), sort_keys=True).encode()).hexdigest()[:10]
+    models = identity_hash(identity(cfg, "model"), length=10)
     checkpoints = base.output_dir() / "checkpoints" / "tuning" / f"models_{models}"
     return Unit(name, run_unit, (cfg, base.tuning_seed, "layouts", device, "tuning", checkpoints))
 
