@@ -1,12 +1,13 @@
 """The losses of Experiment 3's networks: the world model's (decoding, latent rollout, coarse steps and
-HELM's spectral hinge on the fine transition) and the goal energy's quasimetric loss on replay distances."""
+HELM's spectral hinge on the fine transition, from `common.jacobian_utils`: power iteration and hinge)
+and the goal energy's quasimetric loss on replay distances."""
 
 from __future__ import annotations
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
+from common.jacobian_utils import spectral_norm_power_iteration, squared_hinge
 from exp3_planning_efficiency.energy import PUSH_CAP, UNREACHED
 from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, NUM_ACTIONS
 from exp3_planning_efficiency.world_models import WorldModel
@@ -21,27 +22,6 @@ def decode_loss(model: WorldModel, z: torch.Tensor, codes: torch.Tensor) -> torc
     cell = (codes >= FIRST_AGENT_CODE).flatten(1).float().argmax(-1)
     target = agent_dir[torch.arange(len(codes)), cell] * codes[0].numel() + cell
     return F.binary_cross_entropy_with_logits(wall_logits, walls) + F.cross_entropy(agent_logits, target)
-
-
-def spectral_norm_estimate(model: WorldModel, z: torch.Tensor, action: torch.Tensor, iters: int = 3) -> torch.Tensor:
-    """Largest singular value of d step(z, a) / d z per sample (B,), by power iteration (J v by forward-mode
-    differentiation, J^T J v by one backward pass); differentiable in the model's parameters through the
-    last Jacobian-vector product."""
-    z = z.detach()
-
-    def normalize(v):
-        return v / v.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
-
-    def step_and_jvp(x, v):
-        with fwAD.dual_level():
-            return fwAD.unpack_dual(model.step(fwAD.make_dual(x, v), action))  # step(x), J v
-
-    v = normalize(torch.randn_like(z))
-    for _ in range(iters):
-        x = z.clone().requires_grad_(True)
-        out, Jv = step_and_jvp(x, v)
-        v = normalize(torch.autograd.grad(out, x, Jv.detach())[0])
-    return step_and_jvp(z, v)[1].flatten(1).norm(dim=1)
 
 
 def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tensor, coarse_codes: torch.Tensor,
@@ -66,8 +46,9 @@ def world_model_loss(model: WorldModel, codes: torch.Tensor, actions: torch.Tens
         z_coarse = model.coarse_step(z_start, macro, head)
         loss = loss + decode_loss(model, z_coarse, coarse_codes[:, k]) + F.mse_loss(z_coarse, z_end.detach())
     if lambda_spectral > 0:
-        sigma = spectral_norm_estimate(model, z[:spectral_batch, 0], one_hot[:spectral_batch, 0])
-        loss = loss + lambda_spectral * torch.relu(sigma - 1).pow(2).mean()
+        action = one_hot[:spectral_batch, 0]
+        sigma = spectral_norm_power_iteration(lambda x: model.step(x, action), z[:spectral_batch, 0])
+        loss = loss + lambda_spectral * squared_hinge(sigma).mean()
     return loss
 
 
