@@ -26,7 +26,7 @@ from common.fields import identity_hash
 from common.runs import load_checkpoint_if_matches, numpy_rng, progress, save_checkpoint, torch_generator
 from exp3_planning_efficiency.compute import call_macs
 from exp3_planning_efficiency.env_minigrid import FIRST_AGENT_CODE, FastMaze, goal_observations, tasks_across_layouts
-from exp3_planning_efficiency.planners import GRAPH_PLANNERS, GraphView, LazyGraph, flat_gd
+from exp3_planning_efficiency.planners import PLANNERS, GraphView, LazyGraph, flat_gd
 
 
 def bfs_actions(maze: FastMaze, cell_dist: np.ndarray, pose: int, goal_cell: int, n: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
     graph = None
     if planner == "helm_exact_coarse":
         graph = ExactCoarseGraph(model, energy, goal_codes, device, reach, maze_of)
-    elif planner in GRAPH_PLANNERS:
+    elif PLANNERS[planner].plan is not None:
         graph = LazyGraph(model, energy, goal_codes, device, reach)
     cost = per_call or dict.fromkeys(("encode", "fine", "coarse", "values", "read", "sweep_ops", "gd_step"), 0)
     macs, sweep_ops = np.zeros(B, dtype=np.int64), np.zeros(B, dtype=np.int64)
@@ -111,7 +111,7 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
             actions = actions.cpu().numpy()
         else:
             ids = torch.as_tensor(graph.ids_of(active, codes), device=device)
-            actions = GRAPH_PLANNERS[planner](GraphView(graph, active), ids, H, cfg, generator).cpu().numpy()
+            actions = PLANNERS[planner].plan(GraphView(graph, active), ids, H, cfg, generator).cpu().numpy()
         plan_seconds += time.perf_counter() - start
         executed = min(cfg.replan_every, actions.shape[1], H)  # never past the horizon
         for j in range(executed):
@@ -136,21 +136,11 @@ def run_episodes(planner: str, model, energy, mazes: list[FastMaze], cell_dists:
 # ----------------------------------------------------------------------------------------------
 # evaluation units
 
-NETWORKS = {"helm_no_spectral": ("no_spectral", "hf"), "helm_no_hf": ("spectral", "no_hf")}  # else HELM's own
-BUDGET_FIELDS = {"helm": ("helm_num_samples", "helm_fine_samples"), "helm_no_coarse": ("no_coarse_num_samples",),
-                 "cem": ("cem_num_samples",), "flat": ("gd_steps",)}  # what a Pareto budget scales (HELM: both levels)
 PARETO_HORIZONS = (50, 80)
 PARETO_TRACKS = ("unseen-layouts", "fourrooms", "limited-data-100")  # one Pareto plot per track (compute)
-# what an evaluation unit's episodes depend on, besides its networks, seed, track, layouts and budget scale
+# what an evaluation unit's episodes depend on, besides its networks, seed, track, layouts, budget scale and
+# the fields of its planner (`planners.PLANNERS`)
 EPISODE_FIELDS = ("planning_horizons", "num_eval_episodes", "replan_every", "depth_cost", "energy_reach")
-PLANNER_FIELDS = {
-    "helm": ("coarse_horizon", "helm_num_samples", "helm_num_iters", "helm_subgoal_macros", "helm_fine_samples",
-             "cem_elite_frac"),
-    "helm_no_coarse": ("coarse_horizon", "no_coarse_num_samples", "helm_num_iters", "cem_elite_frac"),
-    "cem": ("cem_horizon", "cem_num_samples", "cem_num_iters", "cem_elite_frac"),
-    "flat": ("gd_steps", "gd_lr", "gumbel_tau", "softmin_temperature"),
-    "random": (), "bfs": ()}
-PLANNER_FIELDS |= {name: PLANNER_FIELDS["helm"] for name in ("helm_no_spectral", "helm_no_hf", "helm_exact_coarse")}
 
 
 def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:
@@ -161,13 +151,13 @@ def usable_horizons(cfg, cell_dists: list[np.ndarray]) -> list[int]:
 def scaled(cfg, planner: str, scale: float):
     """The config with the planner's budget fields multiplied by `scale` (each at least 1)."""
     return dataclasses.replace(cfg, **{field: max(1, int(round(getattr(cfg, field) * scale)))
-                                       for field in BUDGET_FIELDS[planner]})
+                                       for field in PLANNERS[planner].budget})
 
 
 def evaluation_unit(cfg, models: dict, layouts: str, track_key: int, planner: str, scale: float) -> dict:
     """An evaluation unit's identity: the networks' training unit `models`, the evaluated layouts (e.g.
     "test/50"), the task stream, the planner, its budget scale and the config fields its episodes read."""
-    fields = EPISODE_FIELDS + PLANNER_FIELDS[planner]
+    fields = EPISODE_FIELDS + PLANNERS[planner].fields
     return {"models": models, "layouts": layouts, "track_key": track_key, "planner": planner, "scale": scale,
             **json.loads(json.dumps({name: getattr(cfg, name) for name in fields}))}
 
@@ -183,7 +173,7 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, model
                                      numpy_rng(seed, "exp3-tasks", track_key, T)) for T in horizons}
     runs = [(planner, 1.0) for planner in planners]
     if track in PARETO_TRACKS:
-        runs += [(planner, s) for planner in planners if planner in BUDGET_FIELDS for s in cfg.budget_scales]
+        runs += [(planner, s) for planner in planners if PLANNERS[planner].budget for s in cfg.budget_scales]
     out: dict = {"horizons": horizons, "success": {}, "pareto": {}}
     for planner, scale in progress(runs, cfg.quiet, desc=f"seed {seed} {track}", leave=False):
         Ts = horizons if scale == 1.0 else [T for T in horizons if T in PARETO_HORIZONS]
@@ -193,7 +183,7 @@ def evaluate_track(cfg, seed: int, track: str, track_key: int, nets: dict, model
         path = checkpoint_dir / f"evaluation_{track}_seed{seed}_{planner}_x{scale:g}_{identity_hash(unit)}.pt"
         done = load_checkpoint_if_matches(path, unit)
         if done is None:
-            model_name, energy_name = NETWORKS.get(planner, ("spectral", "hf"))
+            model_name, energy_name = PLANNERS[planner].networks
             run_cfg = scaled(cfg, planner, scale) if scale != 1.0 else cfg
             per_call = call_macs(nets[model_name], nets[energy_name], (mazes[0].width, mazes[0].height), device)
             results = {}

@@ -28,12 +28,17 @@ the lowest `energy + depth_cost * steps` along their predicted states, so reachi
 - `random`: uniform random actions (floor).
 - `helm_exact_coarse`: HELM through `evaluation.ExactCoarseGraph`, whose coarse transitions are the
   true ones: a diagnostic reference that reads the layout (how much of HELM's result is coarse-model error).
+
+`PLANNERS` declares each of them once (function, label, the config fields it reads, its Pareto budget,
+its networks); adding a planner is an entry there and its name in `common.config` (README: Extending).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -345,5 +350,43 @@ def flat_gd(model, energy, z: torch.Tensor, goal: torch.Tensor, H: int, cfg, gen
     return logits.detach().argmax(-1), cfg.gd_steps * H * 2
 
 
-GRAPH_PLANNERS = {"helm": helm, "helm_no_coarse": helm_no_coarse, "helm_no_spectral": helm, "helm_no_hf": helm,
-                  "cem": cem_planner, "random": random_planner, "helm_exact_coarse": helm}
+@dataclass(frozen=True)
+class Planner:
+    """Everything a run needs to know of one planner (see `PLANNERS`).
+
+    plan: `plan(view, ids, H, cfg, generator)` -> actions (n, steps >= 1) to execute from states ids (n,) of
+        the `GraphView`, with H steps left; None for the two that `evaluation.run_episodes` runs itself
+        (`flat` differentiates through unsnapped latents, `bfs` reads the layout);
+    label: its name in the figures;
+    fields: the config fields its episodes read (part of its evaluation checkpoints' identity);
+    budget: the fields a Pareto budget scales (empty: no Pareto rows);
+    networks: the trained world model and energy it plans with (`training.WORLD_MODELS`, `training.ENERGIES`).
+    """
+
+    plan: Callable | None
+    label: str
+    fields: tuple[str, ...] = ()
+    budget: tuple[str, ...] = ()
+    networks: tuple[str, str] = ("spectral", "hf")
+
+
+HELM_FIELDS = ("coarse_horizon", "helm_num_samples", "helm_num_iters", "helm_subgoal_macros", "helm_fine_samples",
+               "cem_elite_frac")
+# every planner a run can evaluate, in the figures' order; `common.config.EXP3_PLANNERS` (run by default) and
+# `EXP3_DIAGNOSTIC_PLANNERS` (on request) list the same names (a test checks it)
+PLANNERS = {
+    "helm": Planner(helm, "HELM (coarse-to-fine, spectral, HF)", HELM_FIELDS,
+                    budget=("helm_num_samples", "helm_fine_samples")),
+    "helm_no_coarse": Planner(helm_no_coarse, "HELM without coarse level",
+                              ("coarse_horizon", "no_coarse_num_samples", "helm_num_iters", "cem_elite_frac"),
+                              budget=("no_coarse_num_samples",)),
+    "helm_no_spectral": Planner(helm, "HELM without spectral", HELM_FIELDS, networks=("no_spectral", "hf")),
+    "helm_no_hf": Planner(helm, "HELM without HF", HELM_FIELDS, networks=("spectral", "no_hf")),
+    "cem": Planner(cem_planner, "CEM (PlaNet-style)", ("cem_horizon", "cem_num_samples", "cem_num_iters",
+                                                       "cem_elite_frac"), budget=("cem_num_samples",)),
+    "flat": Planner(None, "flat GD (Gumbel-Softmax)", ("gd_steps", "gd_lr", "gumbel_tau", "softmin_temperature"),
+                    budget=("gd_steps",)),
+    "random": Planner(random_planner, "random (floor)"),
+    "bfs": Planner(None, "BFS on the true layout (ceiling)"),
+    "helm_exact_coarse": Planner(helm, "HELM, exact coarse transitions (reference: reads the layout)", HELM_FIELDS),
+}

@@ -11,12 +11,9 @@ from matplotlib.ticker import NullFormatter
 from common import viz_utils as viz
 from common.runs import read_json
 from exp3_planning_efficiency.analyze_planning import best_flat
+from exp3_planning_efficiency.planners import PLANNERS
 
-PLANNER_LABELS = {"helm": "HELM (coarse-to-fine, spectral, HF)", "helm_no_coarse": "HELM without coarse level",
-                  "helm_no_spectral": "HELM without spectral", "helm_no_hf": "HELM without HF",
-                  "cem": "CEM (PlaNet-style)", "flat": "flat GD (Gumbel-Softmax)",
-                  "random": "random (floor)", "bfs": "BFS on the true layout (ceiling)",
-                  "helm_exact_coarse": "HELM, exact coarse transitions (reference: reads the layout)"}
+PLANNER_LABELS = {name: planner.label for name, planner in PLANNERS.items()}  # in the figures' order
 
 
 def make_plots(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:

@@ -14,7 +14,8 @@ import numpy as np
 from common.launch import Unit, launch
 from common.runs import numpy_rng
 from exp3_planning_efficiency.env_minigrid import ENV_ID, FOURROOMS_ID, FastMaze, Replay, layout_split
-from exp3_planning_efficiency.evaluation import NETWORKS, evaluate_track, usable_horizons
+from exp3_planning_efficiency.evaluation import evaluate_track, usable_horizons
+from exp3_planning_efficiency.planners import PLANNERS
 from exp3_planning_efficiency.training import load_networks, load_or_train_unit
 
 FIXED_LAYOUT = 0  # the limited-data track's maze (stage one's fixed layout)
@@ -80,7 +81,7 @@ def run_unit(cfg, seed: int, source: str, device, eval_layouts: str = "test", ch
     nets = load_networks(cfg, payload, device)
     for track in planners:  # a planner whose networks diverged is not evaluated (its rows stay missing)
         planners[track] = [p for p in planners[track]
-                           if not set(NETWORKS.get(p, ("spectral", "hf"))) & set(result["diverged"])]
+                           if not set(PLANNERS[p].networks) & set(result["diverged"])]
     for track, (mazes, dists) in evals.items():
         family = track.rsplit("-", 1)[0] if track.startswith("limited") else track
         key = TRACK_KEYS["tuning"] if eval_layouts == "tuning" else TRACK_KEYS[family]

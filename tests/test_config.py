@@ -142,7 +142,8 @@ def test_changing_any_model_field_changes_every_checkpoint_identity(cls):
 def test_exp3_units_depend_on_what_they_read():
     """A training unit ignores the model fields its data source does not read (and only those); an
     evaluation unit changes with its own planner's fields and the episode protocol, not another's."""
-    from exp3_planning_efficiency.evaluation import EPISODE_FIELDS, PLANNER_FIELDS, evaluation_unit
+    from exp3_planning_efficiency.evaluation import EPISODE_FIELDS, evaluation_unit
+    from exp3_planning_efficiency.planners import PLANNERS
     from exp3_planning_efficiency.training import UNUSED_BY_SOURCE, unit_config
     base = Exp3Config()
     for f in dataclasses.fields(Exp3Config):
@@ -153,12 +154,12 @@ def test_exp3_units_depend_on_what_they_read():
             for source in ("layouts", "fixed-100"):
                 same = unit_config(changed, 0, source, ["hf"], "t/1") == unit_config(base, 0, source, ["hf"], "t/1")
                 assert same == (f.name in UNUSED_BY_SOURCE[source.split("-")[0]]), (f.name, source)
-        for planner, fields in PLANNER_FIELDS.items():
+        for planner, declared in PLANNERS.items():
             same = (evaluation_unit(changed, {}, "t/1", 0, planner, 1.0)
                     == evaluation_unit(base, {}, "t/1", 0, planner, 1.0))
-            assert same == (f.name not in EPISODE_FIELDS + fields), (f.name, planner)
+            assert same == (f.name not in EPISODE_FIELDS + declared.fields), (f.name, planner)
     # the eval fields no unit reads: run bookkeeping, or read through the layouts / seed / scale of a unit
-    read = set(EPISODE_FIELDS).union(*PLANNER_FIELDS.values())
+    read = set(EPISODE_FIELDS).union(*(p.fields for p in PLANNERS.values()))
     assert set(fields_with_role(Exp3Config, "eval")) - read == {
         "seeds", "tuning_seed", "quick", "tracks", "planners", "budget_scales", "num_tuning_layouts",
         "num_test_layouts", "num_fourrooms_layouts", "layout_sweep", "layout_sweep_seeds", "map_seeds", "map_episodes"}
