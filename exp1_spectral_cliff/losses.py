@@ -1,6 +1,6 @@
 """The losses of the world models: `rollout_loss`, the K-step open-loop prediction MSE ("Flat" = this
 alone), and the regularizers of the transition (every one returns a per-member penalty (E,) at visited
-inputs s, a (E, N, 3)), with `make_penalty`, their weighted sum with per-member weights.
+inputs s, a (E, N, 3); `PENALTIES` names them), with `make_penalty`, their weighted sum with per-member weights.
 
 - spectral: relu(sigma_max(ds'/ds) - 1)^2 at the visited states (per-step hinge; exact 3x3 Jacobians
   from one batched forward + 3 batched backward rows, differentiable);
@@ -108,14 +108,24 @@ def kstep_penalty(model: EnsembleStepModel | MemberSubset, s: torch.Tensor, cfg,
     return squared_hinge(spectral_norm(V.reshape(-1, 3, 3))).reshape(x.shape[0], -1).mean(dim=1)
 
 
-PENALTIES = ("spectral", "hf", "ftle", "kstep")  # the order the terms are added in
+# name -> term(model, s, a, cfg, streams) -> (E,): each regularizer at the visited inputs s, a (E, N, 3);
+# `streams` holds each member's generators by purpose ("hf": the HF noise, "trajectories": the random actions
+# and tangents of the multi-step penalties). `make_penalty` adds the terms in this order.
+PENALTIES = {
+    "spectral": lambda model, s, a, cfg, streams: spectral_hinge(model, s, a),
+    "hf": lambda model, s, a, cfg, streams: hf_invariance(model, s, a, cfg.hf_noise_sigma, streams["hf"]),
+    "ftle": lambda model, s, a, cfg, streams: ftle_penalty(model, s[:, :cfg.penalty_states], cfg,
+                                                           streams["trajectories"]),
+    "kstep": lambda model, s, a, cfg, streams: kstep_penalty(model, s[:, :cfg.penalty_states], cfg,
+                                                             streams["trajectories"]),
+}
 
 
 def make_penalty(cfg, weights: dict, noise_seeds: list[int], device: torch.device):
     """The weighted sum of the regularizers; weights: name in PENALTIES -> (E,) tensor (terms whose
     weights are all 0 are skipped). Each member draws its noise and actions from its own streams."""
-    hf_gens = [torch_generator(s, "exp1-hf-noise") for s in noise_seeds]
-    traj_gens = [torch_generator(s, "exp1-penalty-trajectories") for s in noise_seeds]
+    streams = {"hf": [torch_generator(s, "exp1-hf-noise") for s in noise_seeds],
+               "trajectories": [torch_generator(s, "exp1-penalty-trajectories") for s in noise_seeds]}
     weights = {k: w.to(device) for k, w in weights.items()}
 
     def penalty(model, s, a):
@@ -133,11 +143,6 @@ def make_penalty(cfg, weights: dict, noise_seeds: list[int], device: torch.devic
         return total
 
     def term(name, model, s, a, members):
-        if name == "spectral":
-            return spectral_hinge(model, s, a)
-        if name == "hf":
-            return hf_invariance(model, s, a, cfg.hf_noise_sigma, [hf_gens[e] for e in members])
-        fn = ftle_penalty if name == "ftle" else kstep_penalty
-        return fn(model, s[:, :cfg.penalty_states], cfg, [traj_gens[e] for e in members])
+        return PENALTIES[name](model, s, a, cfg, {k: [gens[e] for e in members] for k, gens in streams.items()})
 
     return penalty
