@@ -13,7 +13,10 @@ from common.runs import read_json
 from exp3_planning_efficiency.analyze_planning import best_flat
 from exp3_planning_efficiency.planners import PLANNERS
 
-PLANNER_LABELS = {name: planner.label for name, planner in PLANNERS.items()}  # in the figures' order
+
+def planner_label(planner: str) -> str:
+    """A planner's name in the figures (`planners.PLANNERS`; a name it does not declare, as it is)."""
+    return PLANNERS[planner].label if planner in PLANNERS else planner
 
 
 def make_plots(metrics_path: Path, arrays: dict, plot_dir: Path) -> list[Path]:
@@ -64,7 +67,7 @@ def plot_success(metrics: dict, path: Path) -> Path:
         for planner, rows in metrics["tracks"][track]["success"].items():
             Ts = [int(T) for T in rows]
             viz.plot_band(ax, Ts, [rows[str(T)]["success"] for T in Ts], [rows[str(T)]["ci95"][0] for T in Ts],
-                          [rows[str(T)]["ci95"][1] for T in Ts], planner, PLANNER_LABELS.get(planner, planner),
+                          [rows[str(T)]["ci95"][1] for T in Ts], planner, planner_label(planner),
                           linestyle="--" if planner in ("random", "bfs") else "-")
         ax.set(xlabel="horizon T (BFS distance in (T/2, T])", ylabel="success rate", ylim=(-0.02, 1.02), title=track)
     add_legend(_fullest(axes[0]))
@@ -84,7 +87,7 @@ def plot_pareto(metrics: dict, path: Path) -> Path:
             for planner, per_T in metrics["tracks"][track]["pareto"].items():
                 rows = sorted(per_T.get(T, []), key=lambda r: r[key])
                 ax.plot([r[key] for r in rows], [r["success"] for r in rows], "o-", color=viz.color(planner),
-                        label=PLANNER_LABELS.get(planner, planner))
+                        label=planner_label(planner))
             ax.set(xscale="log", xlabel=label, ylabel="success rate", ylim=(-0.02, 1.02), title=f"{track}, T = {T}")
             ax.xaxis.set_minor_formatter(NullFormatter())
     add_legend(_fullest(axes[0]))
@@ -121,12 +124,12 @@ def plot_layout_sweep(saved: dict, path: Path) -> Path:
     ns = [p["num_train_layouts"] for p in points]
     fig, axes = viz.new_figure(ncols=len(horizons) + 1, width=4.4, height=3.8)
     for ax, T in zip(axes[0], horizons):
-        for planner in PLANNER_LABELS:
+        for planner in PLANNERS:  # in the declaration's order
             rows = [p["success"].get(planner, {}).get(T) for p in points]
             if None in rows:
                 continue
             viz.plot_band(ax, ns, [r["success"] for r in rows], [r["ci95"][0] for r in rows],
-                          [r["ci95"][1] for r in rows], planner, PLANNER_LABELS[planner],
+                          [r["ci95"][1] for r in rows], planner, planner_label(planner),
                           linestyle="--" if planner == "bfs" else "-")
         ax.set(xscale="log", xlabel="training layouts", ylabel="success rate (unseen layouts)", ylim=(-0.02, 1.02),
                title=f"T = {T}")
@@ -158,14 +161,14 @@ def _plot_reach_success(saved: dict, path: Path) -> Path:
     fig, axes = viz.new_figure(len(saved["horizons"]), 2, width=5.5, height=3.6)
     for col, T in enumerate(map(str, saved["horizons"])):
         top, bottom = axes[0, col], axes[1, col]
-        for planner in [p for p in PLANNER_LABELS if any(p in table[n]["success"] for n in names)]:
+        for planner in [p for p in PLANNERS if any(p in table[n]["success"] for n in names)]:
             rows = [table[n]["success"].get(planner, {}).get(T) for n in names]
             if all(r is None for r in rows):
                 continue
             mean = [r["success"] if r else np.nan for r in rows]
             low = [min(r["success_per_seed"]) if r else np.nan for r in rows]
             high = [max(r["success_per_seed"]) if r else np.nan for r in rows]
-            top.plot(x, mean, marker="o", color=viz.color(planner), label=PLANNER_LABELS[planner])
+            top.plot(x, mean, marker="o", color=viz.color(planner), label=planner_label(planner))
             top.fill_between(x, low, high, color=viz.color(planner), alpha=0.12)
         top.set(title=f"T = {T}: success (band: seed range)", ylim=(-0.03, 1.03), ylabel="success")
         gains = [table[n]["paired"].get(T, {}).get(best_flat(table[n], T) or "") for n in names]
@@ -191,7 +194,7 @@ def _plot_reach_budgets(saved: dict, path: Path) -> Path:
             rows = [entry["success"][planner][T]] + [per_T[T] for per_T in entry["budgets"][planner].values()]
             rows.sort(key=lambda r: r["seconds_per_episode"])
             ax.plot([r["seconds_per_episode"] for r in rows], [r["success"] for r in rows], marker="o",
-                    color=viz.color(planner), label=PLANNER_LABELS[planner])
+                    color=viz.color(planner), label=planner_label(planner))
         ax.set(xscale="log", title=f"{energy} energy, T = {T}: three budgets each", ylim=(-0.03, 1.03),
                xlabel="planning seconds per episode", ylabel="success")
         ax.xaxis.set_minor_formatter(NullFormatter())
