@@ -387,6 +387,81 @@ def exp3_coarse(root: Path) -> str:
     return "\n".join(lines)
 
 
+TRACK_LABELS = dict(MAP_PLANNERS) | {"helm_no_spectral": "HELM without spectral", "helm_no_hf": "HELM without HF",
+                                     "bfs": "BFS on the true layout (ceiling)"}
+
+
+def _track_cell(row: dict) -> str:
+    """success pooled [95 % CI] (per seed); multiply-adds and seconds per episode."""
+    lo, hi = row["ci95"]
+    seeds = ", ".join(f"{100 * s:.0f}" for s in row["success_per_seed"])
+    return (f"{100 * row['success']:.0f} % [{round(100 * lo)}, {round(100 * hi)}] ({seeds}); "
+            f"{row['macs_per_episode'] / 1e9:.2g} G, {row['seconds_per_episode']:.2g} s")
+
+
+def exp3_tracks(root: Path) -> str:
+    """Every track of exp3's main run (`tracks.<track>.success.<planner>.<T>`, `.pareto`, `.paired`)."""
+    metrics = load(root, f"{EXP3}/results/metrics.json")
+    lines = []
+    def order(track: str):  # unseen-layouts, fourrooms, then limited-data-<walks> by walks
+        walks = track.rsplit("-", 1)[-1]
+        return ["unseen-layouts", "fourrooms"].index(track) if track in ("unseen-layouts", "fourrooms") else 2, \
+            int(walks) if walks.isdigit() else 0
+
+    for track in sorted(metrics["tracks"], key=order):
+        entry = metrics["tracks"][track]
+        Ts = list(map(str, entry["horizons"]))
+        lines += [f"**{track}**: success pooled over seeds [95 % CI] (per seed); multiply-adds and planning "
+                  "seconds per episode", "", "| planner | " + " | ".join(f"T={T}" for T in Ts) + " |",
+                  "|---|" + "---|" * len(Ts)]
+        lines += [f"| {TRACK_LABELS.get(p, p)} | " + " | ".join(_track_cell(rows[T]) for T in Ts) + " |"
+                  for p, rows in entry["success"].items()]
+        lines.append("")
+        for T, rows in entry.get("paired", {}).items():
+            lines.append(f"- T = {T}, the same {next(iter(rows.values()))['tasks']} tasks: "
+                         + "; ".join(f"HELM minus {TRACK_LABELS.get(p, p)} {_paired(r)}" for p, r in rows.items()))
+        for planner, by_T in entry.get("pareto", {}).items():
+            points = "; ".join(f"T = {T}: " + ", ".join(f"x{r['scale']:g} {100 * r['success']:.0f} % "
+                                                        f"({r['macs_per_episode'] / 1e9:.2g} G, "
+                                                        f"{r['seconds_per_episode']:.2g} s)" for r in rows)
+                               for T, rows in by_T.items())
+            lines.append(f"- budgets, {TRACK_LABELS.get(planner, planner)}: {points}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def exp3_models(root: Path) -> str:
+    """Network quality per data source and seed (`models.<source>/<seed>.quality`): exactly decoded
+    observations after k open-loop fine steps and one coarse step, and the energy's ranking of BFS distances."""
+    models = load(root, f"{EXP3}/results/metrics.json")["models"]
+    lines = ["| data / seed | network | 1 / 4 / 8 / 16 fine steps exact | coarse step exact (members agree) "
+             "| energy Spearman / monotonicity |", "|---|---|---|---|---|"]
+    def order(key: str):  # layouts first, then fixed-<walks> by walks; seeds in order within each
+        source, seed = key.split("/")
+        walks = source.rsplit("-", 1)[-1]
+        return int(walks) if walks.isdigit() else 0, int(seed.removeprefix("seed"))
+
+    for key in sorted(models, key=order):
+        for network, q in models[key]["quality"].items():
+            if "k_step_accuracy" in q:
+                k = q["k_step_accuracy"]
+                lines.append(f"| {key} | {network} | " + " / ".join(f"{100 * k[n]:.0f}" for n in ("1", "4", "8", "16"))
+                             + f" % | {100 * k['coarse']:.0f} % ({100 * k['coarse_agreement']:.0f} %) | |")
+            else:
+                lines.append(f"| {key} | {network} | | | {q['spearman']:.3f} / {q['monotonicity']:.2f} |")
+    return "\n".join(lines)
+
+
+def exp3_criteria(root: Path) -> str:
+    """`criteria` of exp3's main-run metrics.json."""
+    metrics = load(root, f"{EXP3}/results/metrics.json")
+    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
+    for c in metrics["criteria"]:
+        lines.append(f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], '.2f')} | "
+                     f"{'PASS' if c['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
 TABLES = {  # README (relative to the repository root) -> table name -> renderer(root)
     f"{EXP1}/README.md": {
         "exp1.norm_action": lambda root: exp1_norms(root, "norm_action"),
@@ -409,6 +484,9 @@ TABLES = {  # README (relative to the repository root) -> table name -> renderer
         "exp3.reach_budgets": exp3_reach_budgets,
         "exp3.reach_criteria": exp3_reach_criteria,
         "exp3.coarse": exp3_coarse,
+        "exp3.tracks": exp3_tracks,
+        "exp3.criteria": exp3_criteria,
+        "exp3.models": exp3_models,
     },
 }
 
