@@ -168,9 +168,28 @@ class Exp1Config(RunConfig):
                                          ge=1, le=1000)
     planning_max_iters: int = param(200, "Adam iteration budget of the planning test", "eval", ge=1, le=100_000)
     planning_lr: float = param(0.05, "Adam learning rate on the action sequence", "eval", gt=0, le=10)
-    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)", "eval", gt=0)
+    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units; the diagnostic "
+                                      "on the model, and the true-system test under success_rule absolute)", "eval",
+                                      gt=0)
+    task_kind: str = param("random", "true-system tasks (exp1_spectral_cliff/tasks.py): random (target = the true "
+                           "state after i.i.d. random actions) or far (after persistent random actions, at least "
+                           "task_min_distance and at most task_max_distance from the zero-action endpoint)", "eval",
+                           choices=("random", "far"))
+    task_hold_steps: int = param(5, "far tasks: steps each random action is held", "eval", ge=1, le=1000)
+    task_draws: int = param(64, "far tasks: action sequences drawn per start state (the first whose d0 is in "
+                            "[task_min_distance, task_max_distance] is kept, else the one nearest that band)", "eval",
+                            ge=1, le=10_000)
+    task_min_distance: float = param(0.4, "far tasks: least distance d0 from the zero-action endpoint to the target "
+                                     "(normalized units)", "eval", ge=0)
+    task_max_distance: float = param(1.0, "far tasks: largest distance d0 from the zero-action endpoint to the "
+                                     "target (normalized units)", "eval", gt=0)
+    success_rule: str = param("absolute", "true-system success: absolute (error < planning_tolerance) or relative "
+                              "(error < success_ratio x d0, d0 = the zero-action endpoint's distance to the target)",
+                              "eval", choices=("absolute", "relative"))
+    success_ratio: float = param(0.25, "relative success: the largest error, as a fraction of d0", "eval", gt=0,
+                                 le=1)
     control_tolerance: float = param(0.05, "true-system planning: the planner stops once its own model's error is "
-                                     "below this (success still means a true error below planning_tolerance)", "eval",
+                                     "below this (success is still judged in the true system, by success_rule)", "eval",
                                      gt=0)
     mpc_interval: int = param(10, "closed-loop planning in the true system: re-plan from the true state every this "
                               "many steps", "eval", ge=1, le=1000)
@@ -209,6 +228,8 @@ class Exp1Config(RunConfig):
                 "per_horizon training needs trajectory_steps >= max(horizons)")
         require(self.train_rollout_steps < self.trajectory_steps,
                 f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        require(self.task_min_distance <= self.task_max_distance, f"task_min_distance {self.task_min_distance} "
+                f"must be <= task_max_distance {self.task_max_distance}")
         require(self.num_eval_states <= self.num_test_trajectories,
                 f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
         S, T = len(self.seeds), max(self.horizons + self.planning_horizons)

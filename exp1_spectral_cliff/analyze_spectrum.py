@@ -8,6 +8,7 @@ import numpy as np
 from common import readme_tables
 from common.runs import criterion
 from exp1_spectral_cliff.arrays import NAMES
+from exp1_spectral_cliff.tasks import solved
 
 
 def _stats(samples) -> dict:
@@ -37,6 +38,8 @@ def summarize(cfg, arrays: dict) -> dict:
     """Per name: norms per T (median/IQR pooled over seeds x states, per-seed medians), growth
     rates, RMSEs, the planning diagnostic on the model and planning in the true system."""
     summary = {}
+    # each task's d0 (the zero-action floor's error), for a success rule relative to it
+    d0 = arrays["true"]["floor_zero_error"] if "true" in arrays else None
     for name, a in arrays.items():
         entry = {"diverged_seeds": [s for s, d in zip(cfg.seeds, a["diverged"]) if d]}
         for key, label in (("log_action", "norm_action"), ("log_state", "norm_state")):
@@ -52,27 +55,30 @@ def summarize(cfg, arrays: dict) -> dict:
                 str(T): {**_with_seeds(a["plan_iters"][:, p]),
                          "solved_fraction": _solved_fraction(a["plan_iters"][:, p], cfg.planning_max_iters)}
                 for p, T in enumerate(cfg.planning_horizons)}
-        entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode) for mode in ("open", "closed")}
+        entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode, d0) for mode in ("open", "closed")}
                             for p, T in enumerate(cfg.planning_horizons)}
         if name == "true":
-            entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p])
+            entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p], d0[:, p])
                                         for kind in ("zero", "random")} for p, T in enumerate(cfg.planning_horizons)}
         summary[name] = entry
     return summary
 
 
-def _error_stats(cfg, errors: np.ndarray) -> dict:
-    """True final errors (S, B): statistics and the solved fraction (error < planning_tolerance)."""
-    x = errors[np.isfinite(errors)]
-    return {"true_error": _with_seeds(errors), "solved_fraction": float((x < cfg.planning_tolerance).mean()) if x.size
-            else None}
+def _error_stats(cfg, errors: np.ndarray, d0) -> dict:
+    """True final errors (S, B) and the tasks' d0 (S, B; None without the true system's arrays):
+    statistics and the solved fraction (`tasks.solved`)."""
+    finite = np.isfinite(errors)
+    fraction = None
+    if finite.any() and (d0 is not None or cfg.success_rule == "absolute"):
+        fraction = float(solved(cfg, errors[finite], None if d0 is None else d0[finite]).mean())
+    return {"true_error": _with_seeds(errors), "solved_fraction": fraction}
 
 
-def _control_stats(cfg, a: dict, p: int, mode: str) -> dict:
+def _control_stats(cfg, a: dict, p: int, mode: str, d0) -> dict:
     """One planner/mode/horizon of the true-system test: errors, solved fraction, iterations, wall time."""
     seconds = float(a[f"control_seconds_{mode}"][p])
     episodes = int(np.isfinite(a[f"control_error_{mode}"][:, p, 0]).sum()) * a[f"control_error_{mode}"].shape[2]
-    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p]),
+    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p], None if d0 is None else d0[:, p]),
             "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
             "plan_seconds": seconds, "plan_seconds_per_episode": seconds / episodes if episodes else None}
 

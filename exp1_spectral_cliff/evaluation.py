@@ -2,11 +2,13 @@
 
 - `planning_iterations`, the diagnostic "optimization convergence on the model": targets are the
   same model's states after random actions, so they are reachable by construction.
-- `control`, what counts: targets the TRUE system reaches from the start state under a random action
-  sequence; a plan made with a model (or with the true system: the ceiling) is executed in the true
-  system open loop, and closed loop (MPC: every `mpc_interval` steps re-plan the remaining steps from
-  the true state, warm-started from the rest of the previous plan, `mpc_iters` Adam iterations).
+- `control`, what counts: targets the TRUE system reaches from the start state (`tasks.py`: under
+  random actions, or under persistent actions far from the zero-action endpoint); a plan made with a
+  model (or with the true system: the ceiling) is executed in the true system open loop, and closed
+  loop (MPC: every `mpc_interval` steps re-plan the remaining steps from the true state, warm-started
+  from the rest of the previous plan, `mpc_iters` Adam iterations).
   `floors`: the same targets under zero and under fresh random actions.
+Success of an episode is `tasks.solved`.
 All batched over seeds x test states; the true system runs in float64.
 """
 
@@ -18,9 +20,9 @@ import numpy as np
 import torch
 
 from common.runs import synchronize, torch_generator
-from exp1_spectral_cliff.dataset import stacked_true_step
 from exp1_spectral_cliff.models import EnsembleStepModel, rollout
 from exp1_spectral_cliff.planner import plan_actions
+from exp1_spectral_cliff.tasks import Tasks, execute, floor_actions, make_tasks
 
 
 def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: list[int], horizon: int) -> np.ndarray:
@@ -42,39 +44,17 @@ def planning_iterations(cfg, model: EnsembleStepModel, datasets: dict, seeds: li
     return solved_at.cpu().numpy().astype(float)
 
 
-def random_actions(seeds: list[int], purpose: str, num: int, horizon: int, device) -> torch.Tensor:
-    """Uniform actions in [-1, 1] from each seed's named stream. -> (E, num, horizon, 3) float64."""
-    gens = [torch_generator(s, purpose, horizon) for s in seeds]
-    return torch.stack([2 * torch.rand(num, horizon, 3, generator=g, dtype=torch.float64) - 1 for g in gens]).to(device)
-
-
-@torch.no_grad()
-def execute(true_step, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Run actions (E, B, k, 3) in the true system from s0 (E, B, 3) float64 -> final state (E, B, 3)."""
-    s = s0
-    for t in range(actions.shape[2]):
-        s = true_step(s, actions[:, :, t].to(s.dtype))
-    return s
-
-
-def true_tasks(cfg, datasets: dict, seeds: list[int], horizon: int, device):
-    """Start states (test states) and targets the true system reaches from them under random actions.
-
-    -> true step, s0 (E, B, 3), target (E, B, 3), float64 on `device`."""
-    true_step = stacked_true_step([datasets[s] for s in seeds])
-    s0 = torch.stack([datasets[s].test_states[:cfg.num_eval_states, 0] for s in seeds]).double().to(device)
-    target = execute(true_step, s0, random_actions(seeds, "exp1-true-targets", cfg.num_eval_states, horizon, device))
-    return true_step, s0, target
-
-
-def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int], horizon: int, device) -> dict:
+def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int], horizon: int, device,
+            tasks: Tasks | None = None) -> dict:
     """Plan with `plan_step` (a model, or the true system), execute in the true system.
 
+    The tasks are `tasks.make_tasks(cfg, ...)` unless given (the planner only sees s0 and the target).
     Returns {"error_open", "error_closed"} true final ||s_T - target|| (E, B), {"iters_open",
     "iters_closed"} (E, B) Adam iterations until the plan met cfg.control_tolerance on `plan_step`
     (closed: summed over the re-plans), {"seconds_open", "seconds_closed"}: planning wall time of the batch.
     """
-    true_step, s0, target = true_tasks(cfg, datasets, seeds, horizon, device)
+    tasks = tasks if tasks is not None else make_tasks(cfg, datasets, seeds, horizon, device)
+    true_step, s0, target = tasks.true_step, tasks.s0, tasks.target
     E, B = s0.shape[:2]
     goal = target.to(dtype)
     start = time.perf_counter()
@@ -101,10 +81,9 @@ def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int]
             "seconds_open": seconds_open, "seconds_closed": seconds_closed}
 
 
-def floors(cfg, datasets: dict, seeds: list[int], horizon: int, device) -> dict:
-    """True final error (E, B) of zero actions and of fresh random actions on the `control` tasks."""
-    true_step, s0, target = true_tasks(cfg, datasets, seeds, horizon, device)
-    E, B = s0.shape[:2]
-    zero = execute(true_step, s0, torch.zeros(E, B, horizon, 3, dtype=torch.float64, device=device))
-    rand = execute(true_step, s0, random_actions(seeds, "exp1-floor-actions", B, horizon, device))
-    return {"zero": (zero - target).norm(dim=-1).cpu().numpy(), "random": (rand - target).norm(dim=-1).cpu().numpy()}
+def floors(cfg, datasets: dict, seeds: list[int], horizon: int, device, tasks: Tasks | None = None) -> dict:
+    """True final error (E, B) of zero actions (= the tasks' d0) and of fresh random actions of the task
+    kind's proposal (`tasks.floor_actions`) on the `control` tasks."""
+    tasks = tasks if tasks is not None else make_tasks(cfg, datasets, seeds, horizon, device)
+    rand = execute(tasks.true_step, tasks.s0, floor_actions(cfg, seeds, horizon, device))
+    return {"zero": tasks.d0.cpu().numpy(), "random": (rand - tasks.target).norm(dim=-1).cpu().numpy()}

@@ -9,6 +9,7 @@ from exp1_spectral_cliff.dataset import stacked_true_step
 from exp1_spectral_cliff.evaluation import control, floors, planning_iterations
 from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms, true_log_norms
+from exp1_spectral_cliff.tasks import make_tasks
 
 
 def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: dict) -> dict:
@@ -50,8 +51,9 @@ def measure_true(cfg, datasets: dict, device) -> dict:
            "floor_random_error": np.full((S, P, B), np.nan), "diverged": np.zeros(S, bool)}
     rows, step = list(range(S)), stacked_true_step([datasets[s] for s in cfg.seeds])
     for p, T in enumerate(cfg.planning_horizons):
-        put_control(out, rows, p, control(cfg, step, torch.float64, datasets, cfg.seeds, T, device))
-        floor = floors(cfg, datasets, cfg.seeds, T, device)
+        tasks = make_tasks(cfg, datasets, cfg.seeds, T, device)
+        put_control(out, rows, p, control(cfg, step, torch.float64, datasets, cfg.seeds, T, device, tasks))
+        floor = floors(cfg, datasets, cfg.seeds, T, device, tasks)
         out["floor_zero_error"][:, p], out["floor_random_error"][:, p] = floor["zero"], floor["random"]
     return out
 
