@@ -240,6 +240,9 @@ class Exp1Config(RunConfig):
         # step Jacobians (float32 and float64 copies) at every visited (state, step) of the analysis
         _require_memory("the rollout Jacobians (seeds x eval states x max horizon)",
                         S * self.num_eval_states * T * 9 * 2 * 24)
+        if self.task_kind == "far":  # every draw's actions (float64) and its copy when held
+            _require_memory("the far tasks' draws (seeds x eval states x task_draws x max planning horizon)",
+                            S * self.num_eval_states * self.task_draws * max(self.planning_horizons) * 3 * 16)
         _require_memory("a training step (seeds x batch x rollout x width)",
                         S * self.batch_size * self.train_rollout_steps * self.hidden_dim * self.num_layers * 4 * 16)
 
