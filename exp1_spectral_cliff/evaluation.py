@@ -54,31 +54,56 @@ def control(cfg, plan_step, dtype: torch.dtype, datasets: dict, seeds: list[int]
     (closed: summed over the re-plans), {"seconds_open", "seconds_closed"}: planning wall time of the batch.
     """
     tasks = tasks if tasks is not None else make_tasks(cfg, datasets, seeds, horizon, device)
-    true_step, s0, target = tasks.true_step, tasks.s0, tasks.target
-    E, B = s0.shape[:2]
-    goal = target.to(dtype)
+    plan, iters, seconds_open = open_loop(cfg, plan_step, dtype, tasks)
+    error_open = true_error(tasks, plan)
+    s, replan_iters, replan_seconds = closed_loop(cfg, plan_step, dtype, tasks, plan, cfg.mpc_interval)
+
+    def to_np(x):
+        return x.detach().cpu().numpy().astype(float)
+    return {"error_open": to_np(error_open), "error_closed": to_np((s - tasks.target).norm(dim=-1)),
+            "iters_open": to_np(iters), "iters_closed": to_np(iters + replan_iters),
+            "seconds_open": seconds_open, "seconds_closed": seconds_open + replan_seconds}
+
+
+def open_loop(cfg, plan_step, dtype: torch.dtype, tasks: Tasks, tolerance: float | None = None, clip: float = 0.0,
+              window: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The planner on `plan_step` from the tasks' s0 to their targets, actions starting at 0, planning_max_iters
+    iterations, stopping at `tolerance` (default cfg.control_tolerance; 0: never, the lowest error is kept),
+    with bounded gradients when clip / window > 0 (`planner.plan_actions`).
+    -> plan (E, B, T, 3) in `dtype`, (E, B) iterations, planning wall time of the batch (s)."""
+    s0 = tasks.s0
+    E, B, T = tasks.actions.shape[:3]
     start = time.perf_counter()
-    plan, iters = plan_actions(plan_step, s0.to(dtype), goal, torch.zeros(E, B, horizon, 3, device=device, dtype=dtype),
-                               cfg.planning_max_iters, cfg.planning_lr, cfg.control_tolerance)
-    synchronize(device)
-    seconds_open = time.perf_counter() - start
-    error_open = (execute(true_step, s0, plan) - target).norm(dim=-1)
-    s, iters_closed, seconds_closed = s0, iters.clone(), seconds_open
-    for t0 in range(0, horizon, cfg.mpc_interval):
+    plan, iters = plan_actions(plan_step, s0.to(dtype), tasks.target.to(dtype),
+                               torch.zeros(E, B, T, 3, device=s0.device, dtype=dtype), cfg.planning_max_iters,
+                               cfg.planning_lr, cfg.control_tolerance if tolerance is None else tolerance, clip,
+                               window)
+    synchronize(s0.device)
+    return plan, iters, time.perf_counter() - start
+
+
+def true_error(tasks: Tasks, plan: torch.Tensor) -> torch.Tensor:
+    """(E, B) true final ||s_T - target|| of a plan (E, B, T, 3) executed open loop."""
+    return (execute(tasks.true_step, tasks.s0, plan) - tasks.target).norm(dim=-1)
+
+
+def closed_loop(cfg, plan_step, dtype: torch.dtype, tasks: Tasks, plan: torch.Tensor, interval: int):
+    """MPC from the open-loop plan (E, B, T, 3): execute `interval` steps in the true system, re-plan the
+    remaining steps from the true state (warm-started from the rest of the plan, cfg.mpc_iters iterations),
+    and so on to T. -> final true state (E, B, 3), (E, B) iterations of the re-plans, their wall time (s)."""
+    s, goal, horizon = tasks.s0, tasks.target.to(dtype), plan.shape[2]
+    iters, seconds = 0, 0.0
+    for t0 in range(0, horizon, interval):
         if t0 > 0:  # re-plan the remaining steps from the true state
             start = time.perf_counter()
             plan, it = plan_actions(plan_step, s.to(dtype), goal, plan, cfg.mpc_iters, cfg.planning_lr,
                                     cfg.control_tolerance)
-            synchronize(device)
-            seconds_closed += time.perf_counter() - start
-            iters_closed += it
-        k = min(cfg.mpc_interval, horizon - t0)
-        s, plan = execute(true_step, s, plan[:, :, :k]), plan[:, :, k:]
-    def to_np(x):
-        return x.detach().cpu().numpy().astype(float)
-    return {"error_open": to_np(error_open), "error_closed": to_np((s - target).norm(dim=-1)),
-            "iters_open": to_np(iters), "iters_closed": to_np(iters_closed),
-            "seconds_open": seconds_open, "seconds_closed": seconds_closed}
+            synchronize(s.device)
+            seconds += time.perf_counter() - start
+            iters = iters + it
+        k = min(interval, horizon - t0)
+        s, plan = execute(tasks.true_step, s, plan[:, :, :k]), plan[:, :, k:]
+    return s, iters, seconds
 
 
 def floors(cfg, datasets: dict, seeds: list[int], horizon: int, device, tasks: Tasks | None = None) -> dict:
