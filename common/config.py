@@ -135,13 +135,17 @@ class Exp1Config(RunConfig):
     hidden_dim: int = param(128, "width of the residual MLP step model", "model", ge=1, le=4096)
     num_layers: int = param(2, "hidden layers of the residual MLP step model", "model", ge=1, le=16)
     # training
-    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train", "eval",
-                                choices=("flat", "spectral", "hf", "helm"))
+    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train (flat_multistep: "
+                                "flat on multistep_rollout_steps-step rollouts, the compounding-error baseline)",
+                                "eval", choices=("flat", "flat_multistep", "spectral", "hf", "helm"))
     train_protocol: str = param("short", "short: one model per variant trained on short rollouts; per_horizon: "
                                 "the specification's one model per T trained on T-step rollouts", "model",
                                 choices=("short", "per_horizon"))
     train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)",
                                      "model", ge=1, le=1000)
+    multistep_rollout_steps: int = param(10, "rollout length of flat_multistep's loss in the short protocol (the "
+                                         "per_horizon protocol trains every variant on T-step rollouts)", "model",
+                                         ge=1, le=1000)
     train_steps: int = param(3000, "optimizer steps per model", "model", ge=1, le=100_000)
     batch_size: int = param(256, "training batch size (windows)", "model", ge=1, le=65_536)
     lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)", "model", gt=0)
@@ -228,6 +232,8 @@ class Exp1Config(RunConfig):
                 "per_horizon training needs trajectory_steps >= max(horizons)")
         require(self.train_rollout_steps < self.trajectory_steps,
                 f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        require("flat_multistep" not in self.variants or self.multistep_rollout_steps < self.trajectory_steps,
+                f"multistep_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
         require(self.task_min_distance <= self.task_max_distance, f"task_min_distance {self.task_min_distance} "
                 f"must be <= task_max_distance {self.task_max_distance}")
         require(self.num_eval_states <= self.num_test_trajectories,
@@ -243,8 +249,10 @@ class Exp1Config(RunConfig):
         if self.task_kind == "far":  # every draw's actions (float64) and its copy when held
             _require_memory("the far tasks' draws (seeds x eval states x task_draws x max planning horizon)",
                             S * self.num_eval_states * self.task_draws * max(self.planning_horizons) * 3 * 16)
+        multistep = self.multistep_rollout_steps if "flat_multistep" in self.variants else 1
         _require_memory("a training step (seeds x batch x rollout x width)",
-                        S * self.batch_size * self.train_rollout_steps * self.hidden_dim * self.num_layers * 4 * 16)
+                        S * self.batch_size * max(self.train_rollout_steps, multistep) * self.hidden_dim
+                        * self.num_layers * 4 * 16)
 
 
 @dataclass

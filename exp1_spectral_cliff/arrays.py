@@ -1,6 +1,6 @@
 """The saved arrays of a run (results/exp1_arrays.npz): the plots and the summary are rebuilt from them.
 
-Array layout (saved to results/exp1_arrays.npz, one group per name in true/flat/spectral/hf/helm):
+Array layout (saved to results/exp1_arrays.npz, one group per name in NAMES: true and the variants run):
   log_action, log_state (S, B, H): log ||ds_T/da_{0:T-1}||_F, log ||ds_T/ds_0||_F per seed, test
       state and horizon T in cfg.horizons (NaN for a diverged seed);
   rmse_1step, rmse_10step (S, H): test RMSE (normalized units) of the model used at horizon T;
@@ -25,7 +25,7 @@ import numpy as np
 from common.cli import read_npz
 from common.runs import write_npz
 
-NAMES = ("true", "flat", "spectral", "hf", "helm")
+NAMES = ("true", "flat", "flat_multistep", "spectral", "hf", "helm")
 
 
 def save_arrays(path: Path, cfg, arrays: dict) -> None:
