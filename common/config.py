@@ -199,6 +199,10 @@ class Exp1Config(RunConfig):
                               "many steps", "eval", ge=1, le=1000)
     mpc_iters: int = param(20, "closed loop: Adam iterations of each re-plan (warm-started from the previous plan)",
                            "eval", ge=1, le=100_000)
+    planning_grad_clip: float = param(0.0, "the true_clipped row: the planner on the true system, open loop, with "
+                                      "each example's action gradient clipped to this norm (0 = off)", "eval", ge=0)
+    planning_grad_window: int = param(0, "the true_clipped row: gradients through at most this many steps (the "
+                                      "state detached every k steps, planner.py; 0 = off)", "eval", ge=0, le=1000)
     lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
                                       "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
     ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed "

@@ -57,6 +57,11 @@ def summarize(cfg, arrays: dict) -> dict:
                 for p, T in enumerate(cfg.planning_horizons)}
         entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode, d0) for mode in ("open", "closed")}
                             for p, T in enumerate(cfg.planning_horizons)}
+        if "clipped_error_open" in a:  # the ceiling with bounded gradients
+            entry["control_clipped"] = {
+                str(T): {"open_loop": {**_error_stats(cfg, a["clipped_error_open"][:, p], d0[:, p]),
+                                       "iterations": _with_seeds(a["clipped_iters_open"][:, p])}}
+                for p, T in enumerate(cfg.planning_horizons)}
         if name == "true":
             entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p], d0[:, p])
                                         for kind in ("zero", "random")} for p, T in enumerate(cfg.planning_horizons)}
@@ -166,7 +171,11 @@ def control_table(cfg, summary: dict) -> str:
     """Markdown table of planning in the true system: per T and planner, solved fraction and median true
     error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode;
     the same formatter writes the README's table (`common.readme_tables`)."""
-    return readme_tables.control_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons)
+    rows = {n: summary[n] for n in NAMES if n in summary}
+    if "control_clipped" in summary.get("true", {}):  # the ceiling with bounded gradients, open loop only
+        rows = {"true": rows["true"], "true_clipped": {"control": summary["true"]["control_clipped"]},
+                **{n: v for n, v in rows.items() if n != "true"}}
+    return readme_tables.control_table(rows, cfg.planning_horizons)
 
 
 def format_tables(cfg, metrics: dict) -> str:

@@ -11,6 +11,8 @@ Array layout (saved to results/exp1_arrays.npz, one group per name in NAMES: tru
   control_iters_{open,closed} (S, P, B): the planner's iterations (closed loop: summed over re-plans);
   control_seconds_{open,closed} (P,): planning wall time of the whole batch (seeds x states);
   floor_zero_error, floor_random_error (S, P, B), `true` only: true final error of zero / random actions;
+  clipped_error_open, clipped_iters_open (S, P, B), `true` only, when planning_grad_clip or
+      planning_grad_window is set: the planner on the true system, open loop, with bounded gradients;
   diverged (S,) bool;
   loss_curves (S, M, train_steps): per-step training loss of each seed's M models (M = 1 in the
       short protocol, one per horizon in the per-horizon one); not present for `true`.
