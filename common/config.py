@@ -203,6 +203,11 @@ class Exp1Config(RunConfig):
                                       "each example's action gradient clipped to this norm (0 = off)", "eval", ge=0)
     planning_grad_window: int = param(0, "the true_clipped row: gradients through at most this many steps (the "
                                       "state detached every k steps, planner.py; 0 = off)", "eval", ge=0, le=1000)
+    diagnose: bool = param(False, "also measure why plans fail (diagnosis.py): each planner's prediction error along "
+                           "its plan vs random actions, planning to the model's optimum, an MPC interval sweep",
+                           "eval")
+    diagnose_mpc_intervals: list[int] = param([1, 5, 10], "--diagnose: the closed loop's re-planning intervals",
+                                              "eval", ge=1, le=1000)
     lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
                                       "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
     ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed "

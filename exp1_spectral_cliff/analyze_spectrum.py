@@ -57,6 +57,9 @@ def summarize(cfg, arrays: dict) -> dict:
                 for p, T in enumerate(cfg.planning_horizons)}
         entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode, d0) for mode in ("open", "closed")}
                             for p, T in enumerate(cfg.planning_horizons)}
+        if "diag_pred_error_plan" in a:  # --diagnose
+            entry["diagnosis"] = {str(T): _diagnosis_stats(cfg, a, p, None if d0 is None else d0[:, p])
+                                  for p, T in enumerate(cfg.planning_horizons)}
         if "clipped_error_open" in a:  # the ceiling with bounded gradients
             entry["control_clipped"] = {
                 str(T): {"open_loop": {**_error_stats(cfg, a["clipped_error_open"][:, p], d0[:, p]),
@@ -86,6 +89,21 @@ def _control_stats(cfg, a: dict, p: int, mode: str, d0) -> dict:
     return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p], None if d0 is None else d0[:, p]),
             "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
             "plan_seconds": seconds, "plan_seconds_per_episode": seconds / episodes if episodes else None}
+
+
+def _diagnosis_stats(cfg, a: dict, p: int, d0) -> dict:
+    """One planner/horizon of `diagnosis.py`: prediction errors along the plan and along random actions, the
+    plan to the model's optimum (model and true error), the closed loop per re-planning interval."""
+    return {"pred_error_plan": _with_seeds(a["diag_pred_error_plan"][:, p]),
+            "pred_error_random": _with_seeds(a["diag_pred_error_random"][:, p]),
+            "optimum_model_error": _with_seeds(a["diag_optimum_model_error"][:, p]),
+            "optimum": _error_stats(cfg, a["diag_optimum_error"][:, p], d0),
+            "mpc": {str(k): _error_stats(cfg, a["diag_mpc_error"][:, p, m], d0)
+                    for m, k in enumerate(cfg.diagnose_mpc_intervals)}}
+
+
+def fmt(x, spec: str = ".3g") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _with_seeds(x: np.ndarray) -> dict:
@@ -178,6 +196,26 @@ def control_table(cfg, summary: dict) -> str:
     return readme_tables.control_table(rows, cfg.planning_horizons)
 
 
+def diagnosis_table(cfg, summary: dict) -> str:
+    """Markdown table of `diagnosis.py` per T and planner: median prediction error along the executed plan and
+    along random actions, the plan to the model's optimum (median model error, solved fraction in the true
+    system) beside the early-stop plan's, and the closed loop's solved fraction per re-planning interval."""
+    mpc = [f"solved MPC {k}" for k in cfg.diagnose_mpc_intervals]
+    lines = ["| T | planner | pred. error plan | pred. error random | solved open | model error optimum "
+             "| solved optimum | " + " | ".join(mpc) + " |", "|---" * (7 + len(mpc)) + "|"]
+    for T in map(str, cfg.planning_horizons):
+        for name in NAMES:
+            d = _get(summary, name, "diagnosis", T)
+            if d is None:
+                continue
+            cells = [fmt(_get(d, "pred_error_plan", "median")), fmt(_get(d, "pred_error_random", "median")),
+                     fmt(_get(summary, name, "control", T, "open_loop", "solved_fraction"), ".0%"),
+                     fmt(_get(d, "optimum_model_error", "median")), fmt(_get(d, "optimum", "solved_fraction"), ".0%")]
+            cells += [fmt(_get(d, "mpc", str(k), "solved_fraction"), ".0%") for k in cfg.diagnose_mpc_intervals]
+            lines.append(f"| {T} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_tables(cfg, metrics: dict) -> str:
     """The tables a run prints: both rollout Jacobian norms, planning in the true system, HELM's accuracy cost."""
     summary = metrics["variants"]
@@ -185,6 +223,9 @@ def format_tables(cfg, metrics: dict) -> str:
              for label in ("norm_action", "norm_state")]
     lines.append("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random "
                  "actions)\n" + control_table(cfg, summary))
+    if any("diagnosis" in v for v in summary.values()):
+        lines.append("\ndiagnosis (--diagnose): why plans fail in the true system (errors: median, normalized units)\n"
+                     + diagnosis_table(cfg, summary))
     lines += [f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})"
               for key, v in metrics["accuracy_cost"].items()]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ Array layout (saved to results/exp1_arrays.npz, one group per name in NAMES: tru
   floor_zero_error, floor_random_error (S, P, B), `true` only: true final error of zero / random actions;
   clipped_error_open, clipped_iters_open (S, P, B), `true` only, when planning_grad_clip or
       planning_grad_window is set: the planner on the true system, open loop, with bounded gradients;
+  diag_* (--diagnose only): the diagnosis of why plans fail (`diagnosis.py`);
   diverged (S,) bool;
   loss_curves (S, M, train_steps): per-step training loss of each seed's M models (M = 1 in the
       short protocol, one per horizon in the per-horizon one); not present for `true`.
