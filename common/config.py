@@ -135,13 +135,17 @@ class Exp1Config(RunConfig):
     hidden_dim: int = param(128, "width of the residual MLP step model", "model", ge=1, le=4096)
     num_layers: int = param(2, "hidden layers of the residual MLP step model", "model", ge=1, le=16)
     # training
-    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train", "eval",
-                                choices=("flat", "spectral", "hf", "helm"))
+    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train (flat_multistep: "
+                                "flat on multistep_rollout_steps-step rollouts, the compounding-error baseline)",
+                                "eval", choices=("flat", "flat_multistep", "spectral", "hf", "helm"))
     train_protocol: str = param("short", "short: one model per variant trained on short rollouts; per_horizon: "
                                 "the specification's one model per T trained on T-step rollouts", "model",
                                 choices=("short", "per_horizon"))
     train_rollout_steps: int = param(1, "rollout length of the short protocol's loss (1 = teacher forcing)",
                                      "model", ge=1, le=1000)
+    multistep_rollout_steps: int = param(10, "rollout length of flat_multistep's loss in the short protocol (the "
+                                         "per_horizon protocol trains every variant on T-step rollouts)", "model",
+                                         ge=1, le=1000)
     train_steps: int = param(3000, "optimizer steps per model", "model", ge=1, le=100_000)
     batch_size: int = param(256, "training batch size (windows)", "model", ge=1, le=65_536)
     lr: float = param(1e-3, "Adam learning rate (cosine-decayed to 0 over train_steps)", "model", gt=0)
@@ -168,14 +172,42 @@ class Exp1Config(RunConfig):
                                          ge=1, le=1000)
     planning_max_iters: int = param(200, "Adam iteration budget of the planning test", "eval", ge=1, le=100_000)
     planning_lr: float = param(0.05, "Adam learning rate on the action sequence", "eval", gt=0, le=10)
-    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units)", "eval", gt=0)
+    planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units; the diagnostic "
+                                      "on the model, and the true-system test under success_rule absolute)", "eval",
+                                      gt=0)
+    task_kind: str = param("random", "true-system tasks (exp1_spectral_cliff/tasks.py): random (target = the true "
+                           "state after i.i.d. random actions) or far (after persistent random actions, at least "
+                           "task_min_distance and at most task_max_distance from the zero-action endpoint)", "eval",
+                           choices=("random", "far"))
+    task_hold_steps: int = param(5, "far tasks: steps each random action is held", "eval", ge=1, le=1000)
+    task_draws: int = param(64, "far tasks: action sequences drawn per start state (the first whose d0 is in "
+                            "[task_min_distance, task_max_distance] is kept, else the one nearest that band)", "eval",
+                            ge=1, le=10_000)
+    task_min_distance: float = param(0.4, "far tasks: least distance d0 from the zero-action endpoint to the target "
+                                     "(normalized units)", "eval", ge=0)
+    task_max_distance: float = param(1.0, "far tasks: largest distance d0 from the zero-action endpoint to the "
+                                     "target (normalized units)", "eval", gt=0)
+    success_rule: str = param("absolute", "true-system success: absolute (error < planning_tolerance) or relative "
+                              "(error < success_ratio x d0, d0 = the zero-action endpoint's distance to the target)",
+                              "eval", choices=("absolute", "relative"))
+    success_ratio: float = param(0.25, "relative success: the largest error, as a fraction of d0", "eval", gt=0,
+                                 le=1)
     control_tolerance: float = param(0.05, "true-system planning: the planner stops once its own model's error is "
-                                     "below this (success still means a true error below planning_tolerance)", "eval",
+                                     "below this (success is still judged in the true system, by success_rule)", "eval",
                                      gt=0)
     mpc_interval: int = param(10, "closed-loop planning in the true system: re-plan from the true state every this "
                               "many steps", "eval", ge=1, le=1000)
     mpc_iters: int = param(20, "closed loop: Adam iterations of each re-plan (warm-started from the previous plan)",
                            "eval", ge=1, le=100_000)
+    planning_grad_clip: float = param(0.0, "the true_clipped row: the planner on the true system, open loop, with "
+                                      "each example's action gradient clipped to this norm (0 = off)", "eval", ge=0)
+    planning_grad_window: int = param(0, "the true_clipped row: gradients through at most this many steps (the "
+                                      "state detached every k steps, planner.py; 0 = off)", "eval", ge=0, le=1000)
+    diagnose: bool = param(False, "also measure why plans fail (diagnosis.py): each planner's prediction error along "
+                           "its plan vs random actions, planning to the model's optimum, an MPC interval sweep",
+                           "eval")
+    diagnose_mpc_intervals: list[int] = param([1, 5, 10], "--diagnose: the closed loop's re-planning intervals",
+                                              "eval", ge=1, le=1000)
     lambda_sweep: list[float] = param([3e-2, 1e-1, 1.5e-1, 2e-1, 5e-1], "lambda_spectral values (per-step hinge "
                                       "family, with HF) of the tuning-seed frontier sweep", "eval", ge=0)
     ftle_sweep: list[float] = param([1e-5, 1e-4, 2e-4, 5e-4, 1e-3, 1e-2], "lambda_ftle values of the tuning-seed "
@@ -209,6 +241,10 @@ class Exp1Config(RunConfig):
                 "per_horizon training needs trajectory_steps >= max(horizons)")
         require(self.train_rollout_steps < self.trajectory_steps,
                 f"train_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        require("flat_multistep" not in self.variants or self.multistep_rollout_steps < self.trajectory_steps,
+                f"multistep_rollout_steps must be < trajectory_steps ({self.trajectory_steps})")
+        require(self.task_min_distance <= self.task_max_distance, f"task_min_distance {self.task_min_distance} "
+                f"must be <= task_max_distance {self.task_max_distance}")
         require(self.num_eval_states <= self.num_test_trajectories,
                 f"num_eval_states {self.num_eval_states} must be <= num_test_trajectories {self.num_test_trajectories}")
         S, T = len(self.seeds), max(self.horizons + self.planning_horizons)
@@ -219,8 +255,13 @@ class Exp1Config(RunConfig):
         # step Jacobians (float32 and float64 copies) at every visited (state, step) of the analysis
         _require_memory("the rollout Jacobians (seeds x eval states x max horizon)",
                         S * self.num_eval_states * T * 9 * 2 * 24)
+        if self.task_kind == "far":  # every draw's actions (float64) and its copy when held
+            _require_memory("the far tasks' draws (seeds x eval states x task_draws x max planning horizon)",
+                            S * self.num_eval_states * self.task_draws * max(self.planning_horizons) * 3 * 16)
+        multistep = self.multistep_rollout_steps if "flat_multistep" in self.variants else 1
         _require_memory("a training step (seeds x batch x rollout x width)",
-                        S * self.batch_size * self.train_rollout_steps * self.hidden_dim * self.num_layers * 4 * 16)
+                        S * self.batch_size * max(self.train_rollout_steps, multistep) * self.hidden_dim
+                        * self.num_layers * 4 * 16)
 
 
 @dataclass

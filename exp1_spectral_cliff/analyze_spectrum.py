@@ -8,6 +8,7 @@ import numpy as np
 from common import readme_tables
 from common.runs import criterion
 from exp1_spectral_cliff.arrays import NAMES
+from exp1_spectral_cliff.tasks import solved
 
 
 def _stats(samples) -> dict:
@@ -37,6 +38,8 @@ def summarize(cfg, arrays: dict) -> dict:
     """Per name: norms per T (median/IQR pooled over seeds x states, per-seed medians), growth
     rates, RMSEs, the planning diagnostic on the model and planning in the true system."""
     summary = {}
+    # each task's d0 (the zero-action floor's error), for a success rule relative to it
+    d0 = arrays["true"]["floor_zero_error"] if "true" in arrays else None
     for name, a in arrays.items():
         entry = {"diverged_seeds": [s for s, d in zip(cfg.seeds, a["diverged"]) if d]}
         for key, label in (("log_action", "norm_action"), ("log_state", "norm_state")):
@@ -52,29 +55,55 @@ def summarize(cfg, arrays: dict) -> dict:
                 str(T): {**_with_seeds(a["plan_iters"][:, p]),
                          "solved_fraction": _solved_fraction(a["plan_iters"][:, p], cfg.planning_max_iters)}
                 for p, T in enumerate(cfg.planning_horizons)}
-        entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode) for mode in ("open", "closed")}
+        entry["control"] = {str(T): {f"{mode}_loop": _control_stats(cfg, a, p, mode, d0) for mode in ("open", "closed")}
                             for p, T in enumerate(cfg.planning_horizons)}
+        if "diag_pred_error_plan" in a:  # --diagnose
+            entry["diagnosis"] = {str(T): _diagnosis_stats(cfg, a, p, None if d0 is None else d0[:, p])
+                                  for p, T in enumerate(cfg.planning_horizons)}
+        if "clipped_error_open" in a:  # the ceiling with bounded gradients
+            entry["control_clipped"] = {
+                str(T): {"open_loop": {**_error_stats(cfg, a["clipped_error_open"][:, p], d0[:, p]),
+                                       "iterations": _with_seeds(a["clipped_iters_open"][:, p])}}
+                for p, T in enumerate(cfg.planning_horizons)}
         if name == "true":
-            entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p])
+            entry["floors"] = {str(T): {f"{kind}_actions": _error_stats(cfg, a[f"floor_{kind}_error"][:, p], d0[:, p])
                                         for kind in ("zero", "random")} for p, T in enumerate(cfg.planning_horizons)}
         summary[name] = entry
     return summary
 
 
-def _error_stats(cfg, errors: np.ndarray) -> dict:
-    """True final errors (S, B): statistics and the solved fraction (error < planning_tolerance)."""
-    x = errors[np.isfinite(errors)]
-    return {"true_error": _with_seeds(errors), "solved_fraction": float((x < cfg.planning_tolerance).mean()) if x.size
-            else None}
+def _error_stats(cfg, errors: np.ndarray, d0) -> dict:
+    """True final errors (S, B) and the tasks' d0 (S, B; None without the true system's arrays):
+    statistics and the solved fraction (`tasks.solved`)."""
+    finite = np.isfinite(errors)
+    fraction = None
+    if finite.any() and (d0 is not None or cfg.success_rule == "absolute"):
+        fraction = float(solved(cfg, errors[finite], None if d0 is None else d0[finite]).mean())
+    return {"true_error": _with_seeds(errors), "solved_fraction": fraction}
 
 
-def _control_stats(cfg, a: dict, p: int, mode: str) -> dict:
+def _control_stats(cfg, a: dict, p: int, mode: str, d0) -> dict:
     """One planner/mode/horizon of the true-system test: errors, solved fraction, iterations, wall time."""
     seconds = float(a[f"control_seconds_{mode}"][p])
     episodes = int(np.isfinite(a[f"control_error_{mode}"][:, p, 0]).sum()) * a[f"control_error_{mode}"].shape[2]
-    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p]),
+    return {**_error_stats(cfg, a[f"control_error_{mode}"][:, p], None if d0 is None else d0[:, p]),
             "iterations": _with_seeds(a[f"control_iters_{mode}"][:, p]),
             "plan_seconds": seconds, "plan_seconds_per_episode": seconds / episodes if episodes else None}
+
+
+def _diagnosis_stats(cfg, a: dict, p: int, d0) -> dict:
+    """One planner/horizon of `diagnosis.py`: prediction errors along the plan and along random actions, the
+    plan to the model's optimum (model and true error), the closed loop per re-planning interval."""
+    return {"pred_error_plan": _with_seeds(a["diag_pred_error_plan"][:, p]),
+            "pred_error_random": _with_seeds(a["diag_pred_error_random"][:, p]),
+            "optimum_model_error": _with_seeds(a["diag_optimum_model_error"][:, p]),
+            "optimum": _error_stats(cfg, a["diag_optimum_error"][:, p], d0),
+            "mpc": {str(k): _error_stats(cfg, a["diag_mpc_error"][:, p, m], d0)
+                    for m, k in enumerate(cfg.diagnose_mpc_intervals)}}
+
+
+def fmt(x, spec: str = ".3g") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _with_seeds(x: np.ndarray) -> dict:
@@ -160,7 +189,31 @@ def control_table(cfg, summary: dict) -> str:
     """Markdown table of planning in the true system: per T and planner, solved fraction and median true
     error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode;
     the same formatter writes the README's table (`common.readme_tables`)."""
-    return readme_tables.control_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons)
+    rows = {n: summary[n] for n in NAMES if n in summary}
+    if "control_clipped" in summary.get("true", {}):  # the ceiling with bounded gradients, open loop only
+        rows = {"true": rows["true"], "true_clipped": {"control": summary["true"]["control_clipped"]},
+                **{n: v for n, v in rows.items() if n != "true"}}
+    return readme_tables.control_table(rows, cfg.planning_horizons)
+
+
+def diagnosis_table(cfg, summary: dict) -> str:
+    """Markdown table of `diagnosis.py` per T and planner: median prediction error along the executed plan and
+    along random actions, the plan to the model's optimum (median model error, solved fraction in the true
+    system) beside the early-stop plan's, and the closed loop's solved fraction per re-planning interval."""
+    mpc = [f"solved MPC {k}" for k in cfg.diagnose_mpc_intervals]
+    lines = ["| T | planner | pred. error plan | pred. error random | solved open | model error optimum "
+             "| solved optimum | " + " | ".join(mpc) + " |", "|---" * (7 + len(mpc)) + "|"]
+    for T in map(str, cfg.planning_horizons):
+        for name in NAMES:
+            d = _get(summary, name, "diagnosis", T)
+            if d is None:
+                continue
+            cells = [fmt(_get(d, "pred_error_plan", "median")), fmt(_get(d, "pred_error_random", "median")),
+                     fmt(_get(summary, name, "control", T, "open_loop", "solved_fraction"), ".0%"),
+                     fmt(_get(d, "optimum_model_error", "median")), fmt(_get(d, "optimum", "solved_fraction"), ".0%")]
+            cells += [fmt(_get(d, "mpc", str(k), "solved_fraction"), ".0%") for k in cfg.diagnose_mpc_intervals]
+            lines.append(f"| {T} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_tables(cfg, metrics: dict) -> str:
@@ -170,6 +223,9 @@ def format_tables(cfg, metrics: dict) -> str:
              for label in ("norm_action", "norm_state")]
     lines.append("\nplanning in the true system (ceiling: the planner on the true system; floors: zero / random "
                  "actions)\n" + control_table(cfg, summary))
+    if any("diagnosis" in v for v in summary.values()):
+        lines.append("\ndiagnosis (--diagnose): why plans fail in the true system (errors: median, normalized units)\n"
+                     + diagnosis_table(cfg, summary))
     lines += [f"accuracy cost: HELM {key} / Flat = {v['helm_over_flat']} (HELM {v['helm']}, Flat {v['flat']})"
               for key, v in metrics["accuracy_cost"].items()]
     return "\n".join(lines)

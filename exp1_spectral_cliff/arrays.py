@@ -1,6 +1,6 @@
 """The saved arrays of a run (results/exp1_arrays.npz): the plots and the summary are rebuilt from them.
 
-Array layout (saved to results/exp1_arrays.npz, one group per name in true/flat/spectral/hf/helm):
+Array layout (saved to results/exp1_arrays.npz, one group per name in NAMES: true and the variants run):
   log_action, log_state (S, B, H): log ||ds_T/da_{0:T-1}||_F, log ||ds_T/ds_0||_F per seed, test
       state and horizon T in cfg.horizons (NaN for a diverged seed);
   rmse_1step, rmse_10step (S, H): test RMSE (normalized units) of the model used at horizon T;
@@ -11,6 +11,9 @@ Array layout (saved to results/exp1_arrays.npz, one group per name in true/flat/
   control_iters_{open,closed} (S, P, B): the planner's iterations (closed loop: summed over re-plans);
   control_seconds_{open,closed} (P,): planning wall time of the whole batch (seeds x states);
   floor_zero_error, floor_random_error (S, P, B), `true` only: true final error of zero / random actions;
+  clipped_error_open, clipped_iters_open (S, P, B), `true` only, when planning_grad_clip or
+      planning_grad_window is set: the planner on the true system, open loop, with bounded gradients;
+  diag_* (--diagnose only): the diagnosis of why plans fail (`diagnosis.py`);
   diverged (S,) bool;
   loss_curves (S, M, train_steps): per-step training loss of each seed's M models (M = 1 in the
       short protocol, one per horizon in the per-horizon one); not present for `true`.
@@ -25,7 +28,7 @@ import numpy as np
 from common.cli import read_npz
 from common.runs import write_npz
 
-NAMES = ("true", "flat", "spectral", "hf", "helm")
+NAMES = ("true", "flat", "flat_multistep", "spectral", "hf", "helm")
 
 
 def save_arrays(path: Path, cfg, arrays: dict) -> None:

@@ -6,9 +6,11 @@ import numpy as np
 import torch
 
 from exp1_spectral_cliff.dataset import stacked_true_step
-from exp1_spectral_cliff.evaluation import control, floors, planning_iterations
+from exp1_spectral_cliff.diagnosis import diagnose, empty_diagnosis, put_diagnosis
+from exp1_spectral_cliff.evaluation import control, floors, open_loop, planning_iterations, true_error
 from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms, true_log_norms
+from exp1_spectral_cliff.tasks import make_tasks
 
 
 def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: dict) -> dict:
@@ -19,7 +21,7 @@ def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
     out = {"log_action": np.full((S, B, H), np.nan), "log_state": np.full((S, B, H), np.nan),
            "rmse_1step": np.full((S, H), np.nan), "rmse_10step": np.full((S, H), np.nan),
            "plan_iters": np.full((S, P, B), np.nan), **empty_control(cfg),
-           "diverged": np.array([s not in seeds for s in cfg.seeds])}
+           "diverged": np.array([s not in seeds for s in cfg.seeds]), **(empty_diagnosis(cfg) if cfg.diagnose else {})}
     if not seeds:
         return out
     rows = [cfg.seeds.index(s) for s in seeds]
@@ -40,19 +42,35 @@ def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
         if model is not None:  # per-horizon protocol: only horizons that have a model
             out["plan_iters"][rows, p] = planning_iterations(cfg, model, datasets, seeds, T)
             put_control(out, rows, p, control(cfg, model, torch.float32, datasets, seeds, T, model.device))
+            if cfg.diagnose:
+                tasks = make_tasks(cfg, datasets, seeds, T, model.device)
+                put_diagnosis(out, rows, p, diagnose(cfg, model, torch.float32, tasks, seeds))
     return out
 
 
 def measure_true(cfg, datasets: dict, device) -> dict:
-    """The true system: its rollout log-norms, the planner on it (the ceiling) and the floors."""
+    """The true system: its rollout log-norms, the planner on it (the ceiling) and the floors; with
+    planning_grad_clip or planning_grad_window set, the ceiling open loop with bounded gradients
+    (clipped_error_open, clipped_iters_open (S, P, B): the true_clipped row); with --diagnose, the diagnosis."""
     S, B, P = len(cfg.seeds), cfg.num_eval_states, len(cfg.planning_horizons)
+    bounded = cfg.planning_grad_clip > 0 or cfg.planning_grad_window > 0
     out = {**true_log_norms(cfg, datasets), **empty_control(cfg), "floor_zero_error": np.full((S, P, B), np.nan),
-           "floor_random_error": np.full((S, P, B), np.nan), "diverged": np.zeros(S, bool)}
+           "floor_random_error": np.full((S, P, B), np.nan), "diverged": np.zeros(S, bool),
+           **(empty_diagnosis(cfg) if cfg.diagnose else {}),
+           **({k: np.full((S, P, B), np.nan) for k in ("clipped_error_open", "clipped_iters_open")} if bounded else {})}
     rows, step = list(range(S)), stacked_true_step([datasets[s] for s in cfg.seeds])
     for p, T in enumerate(cfg.planning_horizons):
-        put_control(out, rows, p, control(cfg, step, torch.float64, datasets, cfg.seeds, T, device))
-        floor = floors(cfg, datasets, cfg.seeds, T, device)
+        tasks = make_tasks(cfg, datasets, cfg.seeds, T, device)
+        put_control(out, rows, p, control(cfg, step, torch.float64, datasets, cfg.seeds, T, device, tasks))
+        floor = floors(cfg, datasets, cfg.seeds, T, device, tasks)
         out["floor_zero_error"][:, p], out["floor_random_error"][:, p] = floor["zero"], floor["random"]
+        if bounded:
+            plan, iters, _ = open_loop(cfg, step, torch.float64, tasks, clip=cfg.planning_grad_clip,
+                                       window=cfg.planning_grad_window)
+            out["clipped_error_open"][:, p] = true_error(tasks, plan).cpu().numpy()
+            out["clipped_iters_open"][:, p] = iters.cpu().numpy()
+        if cfg.diagnose:
+            put_diagnosis(out, rows, p, diagnose(cfg, step, torch.float64, tasks, cfg.seeds))
     return out
 
 

@@ -1,10 +1,12 @@
 """Training of the world models: the loop (`train_ensemble`: E independent members at once, seeds or
 the lambda values of a sweep, on `losses.rollout_loss` plus the penalties of `losses.make_penalty`),
-the four ablation variants and resumable training units.
+the ablation variants and resumable training units.
 
-Variants: flat (no regularizer), spectral (the stability penalties of `losses.py`: per-step
-hinge, FTLE, k-step hinge, at weights lambda_spectral, lambda_ftle, lambda_kstep), hf (HF invariance
-at lambda_hf), helm (both).
+Variants: flat (no regularizer), flat_multistep (no regularizer, on `multistep_rollout_steps`-step
+rollouts in the short protocol: the usual fix for compounding error, same optimizer and budget; not
+in the default variants), spectral (the stability penalties of `losses.py`: per-step hinge, FTLE,
+k-step hinge, at weights lambda_spectral, lambda_ftle, lambda_kstep), hf (HF invariance at
+lambda_hf), helm (both).
 A training unit is one (variant, seed[, T]) model; its checkpoint stores the unit config, and a
 rerun skips units whose checkpoint matches. The seeds of a variant are trained together as one
 ensemble (see models.py) and resume as one batch (`common.runs.load_or_train_batch`).
@@ -69,7 +71,17 @@ def train_ensemble(model: EnsembleStepModel, states: torch.Tensor, actions: torc
             "diverged": diverged(curve, finite_weights(model.parameters()), cfg.divergence_threshold)}
 
 
-VARIANTS = {"flat": (False, False), "spectral": (True, False), "hf": (False, True), "helm": (True, True)}
+# variant -> (stability penalties, HF invariance)
+VARIANTS = {"flat": (False, False), "flat_multistep": (False, False), "spectral": (True, False), "hf": (False, True),
+            "helm": (True, True)}
+
+
+def rollout_steps_of(cfg, variant: str, horizon: int | None) -> int:
+    """The rollout length of a unit's loss: T in the per-horizon protocol; else train_rollout_steps, or
+    multistep_rollout_steps for flat_multistep."""
+    if horizon is not None:
+        return horizon
+    return cfg.multistep_rollout_steps if variant == "flat_multistep" else cfg.train_rollout_steps
 
 
 def variant_lambdas(cfg, variant: str) -> dict:
@@ -113,12 +125,12 @@ def train_variant(cfg, variant: str, datasets: dict, ckpt_dir: Path, device: tor
                   horizon: int | None = None) -> dict:
     """Train (or resume) one variant for every seed; return {seed: checkpoint payload}.
 
-    horizon=None: the short protocol (cfg.train_rollout_steps-step loss); horizon=T: the seed's
+    horizon=None: the short protocol (`rollout_steps_of`-step loss); horizon=T: the seed's
     per-horizon protocol (T-step rollout loss; MSE and penalties averaged over the T steps).
     Payload: {"unit_config", "state" (1-member state dict), "final_loss", "diverged", "train_seconds",
     "loss_curve" (train_steps,)}.
     """
-    rollout_steps = cfg.train_rollout_steps if horizon is None else horizon
+    rollout_steps = rollout_steps_of(cfg, variant, horizon)
     seeds = list(cfg.seeds)
 
     def train() -> list[dict]:

@@ -13,11 +13,13 @@ import torch
 
 from common.config import Exp1Config
 from common.jacobian_utils import batch_jacobian, lyapunov_exponents
+from common.runs import torch_generator
 from exp1_spectral_cliff import run_experiment, training
 from exp1_spectral_cliff.dataset import LorenzSystem, integrate, make_dataset, random_initial_states, stacked_true_step
 from exp1_spectral_cliff.evaluation import control, floors
 from exp1_spectral_cliff.planner import plan_actions
 from exp1_spectral_cliff.losses import spectral_hinge, state_tangents
+from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.training import train_members
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,7 +75,6 @@ def test_spectral_hinge_zero_for_contractive_positive_for_expansive():
 
 
 def test_state_tangents_are_the_exact_step_jacobian():
-    from exp1_spectral_cliff.models import EnsembleStepModel
     model = EnsembleStepModel([0, 1], hidden_dim=16)
     s, a, V = torch.randn(2, 5, 3), torch.rand(2, 5, 3), torch.randn(2, 5, 3, 2)
     nxt, JV = state_tangents(model, s, a, V)
@@ -222,3 +223,26 @@ def test_default_stability_penalty_is_the_committed_frontier_sweeps_choice():
     weights = {"spectral": cfg.lambda_spectral, "ftle": cfg.lambda_ftle, "kstep": cfg.lambda_kstep}
     assert chosen is not None, "the committed sweep chose nothing: say so in the README and keep the old default"
     assert weights == {f: (chosen["lambda"] if f == chosen["family"] else 0.0) for f in weights}
+
+
+def test_flat_multistep_trains_on_the_k_step_rollout_mse(tmp_path):
+    """flat_multistep's first training loss is the K-step open-loop MSE of the initial model, computed by hand on
+    the windows its batch stream draws; flat keeps the 1-step loss; per_horizon trains every variant on T steps."""
+    K = 3
+    cfg = Exp1Config(num_train_trajectories=8, num_test_trajectories=4, trajectory_steps=12, burn_in_time=5.0,
+                     train_steps=1, batch_size=4, hidden_dim=8, quiet=True, seeds=[0], multistep_rollout_steps=K,
+                     variants=["flat", "flat_multistep"])
+    assert [training.rollout_steps_of(cfg, v, None) for v in ("flat", "flat_multistep")] == [1, K]
+    assert training.rollout_steps_of(cfg, "flat_multistep", 20) == 20
+    data = make_dataset(cfg, 0)
+    payload = training.train_variant(cfg, "flat_multistep", {0: data}, tmp_path, torch.device("cpu"))[0]
+    assert payload["unit_config"]["rollout_steps"] == K and payload["unit_config"]["effective_lambda_ftle"] == 0
+    s, a = training.sample_windows(data.train_states[None], data.train_actions[None], K, cfg.batch_size,
+                                   [torch_generator(0, "exp1-batches")])  # (1, 4, K+1, 3), (1, 4, K, 3)
+    model = EnsembleStepModel([0], cfg.hidden_dim, cfg.num_layers)
+    with torch.no_grad():
+        pred, total = s[:, :, 0], 0.0
+        for k in range(K):
+            pred = model(pred, a[:, :, k])
+            total += float(((pred - s[:, :, k + 1]) ** 2).mean())
+    assert float(payload["loss_curve"][0]) == pytest.approx(total / K, rel=1e-6)
