@@ -122,7 +122,9 @@ RUNS = {
     # the spectral hinge's forward-mode AD crashes torch on any tensor subclass (a segfault), so the
     # emulated run trains without it; its tensors are all made `*_like` the latents it reads
     "exp3": ("exp3_planning_efficiency.run_experiment", ["--lambda-spectral", "0", "--tracks", "unseen-layouts",
-                                                         "--planning-horizons", "10", "20"]),
+                                                         "--planning-horizons", "10", "20", "--num-train-layouts", "4",
+                                                         "--walks-per-layout", "5", "--model-train-steps", "5",
+                                                         "--energy-train-steps", "5", "--num-test-layouts", "2"]),
     "exp3-tune": ("exp3_planning_efficiency.tune", ["--lambda-spectral", "0", "--planning-horizons", "10"]),
 }
 

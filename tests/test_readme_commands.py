@@ -54,7 +54,7 @@ def planned_runs(readme: str) -> list[tuple[Path, list[str]]]:
         elif words[:3] == ["python", "-m", "pytest"]:
             args = words[3:]
             targets = [w for i, w in enumerate(args)
-                       if not w.startswith("-") and (i == 0 or args[i - 1] not in ("-m", "-k"))]
+                       if not w.startswith("-") and (i == 0 or args[i - 1] not in ("-m", "-k", "-n"))]
             assert all((cwd / w.split("::")[0]).exists() for w in targets), f"{readme}: `{command}`"
         elif words[0] == "python":
             runs.append((cwd, words))
