@@ -53,6 +53,14 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
+def criteria_table(criteria: list[dict], spec: str) -> str:
+    """A markdown table of saved criteria (name, target, measured, passed), `measured` formatted by `spec`."""
+    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
+    lines += [f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], spec)} | "
+              f"{'PASS' if c['passed'] else 'FAIL'} |" for c in criteria]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------
 # Experiment 1 (also printed by its run_experiment.py: norm_table, control_table)
 
@@ -233,11 +241,7 @@ def exp2_results(root: Path) -> str:
 
 def exp2_criteria(root: Path) -> str:
     """`criteria` of exp2's metrics.json."""
-    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
-    for c in load(root, f"{EXP2}/results/metrics.json")["criteria"]:
-        lines.append(f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], '.4g')} "
-                     f"| {'PASS' if c['passed'] else 'FAIL'} |")
-    return "\n".join(lines)
+    return criteria_table(load(root, f"{EXP2}/results/metrics.json")["criteria"], ".4g")
 
 
 def exp2_sweep(root: Path) -> str:
@@ -354,12 +358,7 @@ def exp3_reach_budgets(root: Path) -> str:
 
 def exp3_reach_criteria(root: Path) -> str:
     """`criteria` of exp3's reach_map.json."""
-    saved = load(root, f"{EXP3}/results/reach_map.json")
-    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
-    for c in saved["criteria"]:
-        lines.append(f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], '.2f')} | "
-                     f"{'PASS' if c['passed'] else 'FAIL'} |")
-    return "\n".join(lines)
+    return criteria_table(load(root, f"{EXP3}/results/reach_map.json")["criteria"], ".2f")
 
 
 def exp3_coarse(root: Path) -> str:
@@ -454,12 +453,7 @@ def exp3_models(root: Path) -> str:
 
 def exp3_criteria(root: Path) -> str:
     """`criteria` of exp3's main-run metrics.json."""
-    metrics = load(root, f"{EXP3}/results/metrics.json")
-    lines = ["| criterion | target | measured | result |", "|---|---|---|---|"]
-    for c in metrics["criteria"]:
-        lines.append(f"| {_cell(c['name'])} | {_cell(c['target'])} | {_fmt(c['measured'], '.2f')} | "
-                     f"{'PASS' if c['passed'] else 'FAIL'} |")
-    return "\n".join(lines)
+    return criteria_table(load(root, f"{EXP3}/results/metrics.json")["criteria"], ".2f")
 
 
 TABLES = {  # README (relative to the repository root) -> table name -> renderer(root)
