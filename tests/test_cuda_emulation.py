@@ -115,7 +115,9 @@ def test_exp2_basin_coverage_of_a_gpu_model():
 # whole runs: every experiment's --quick, and the sweep scripts, on the emulated GPU
 
 RUNS = {
-    "exp1": ("exp1_spectral_cliff.run_experiment", []),
+    "exp1": ("exp1_spectral_cliff.run_experiment", ["--train-steps", "10", "--planning-max-iters", "5",
+                                                  "--mpc-iters", "2", "--num-eval-states", "4",
+                                                  "--horizons", "5", "20", "50"]),
     "exp1-sweep": ("exp1_spectral_cliff.sweep_lambda", ["--lambda-sweep", "0.1"]),
     "exp2": ("exp2_funnel_heatmap.run_experiment", []),
     "exp2-sweep": ("exp2_funnel_heatmap.sweep", ["--sweep-sigmas", "0.05", "--sweep-lambdas", "1"]),
@@ -125,7 +127,10 @@ RUNS = {
                                                          "--planning-horizons", "10", "20", "--num-train-layouts", "4",
                                                          "--walks-per-layout", "5", "--model-train-steps", "5",
                                                          "--energy-train-steps", "5", "--num-test-layouts", "2"]),
-    "exp3-tune": ("exp3_planning_efficiency.tune", ["--lambda-spectral", "0", "--planning-horizons", "10"]),
+    "exp3-tune": ("exp3_planning_efficiency.tune", ["--lambda-spectral", "0", "--planning-horizons", "10",
+                                                    "--num-train-layouts", "4", "--walks-per-layout", "5",
+                                                    "--model-train-steps", "5", "--energy-train-steps", "5",
+                                                    "--num-tuning-layouts", "2"]),
 }
 
 

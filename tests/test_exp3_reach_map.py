@@ -64,7 +64,7 @@ def check_paired_differences(saved: dict, arrays: dict) -> int:
 def test_quick_map_writes_every_planner_at_every_energy(tmp_path):
     flags = ["--quick", "--quiet", "--out-dir", str(tmp_path), "--num-train-layouts", "4", "--walks-per-layout", "5",
              "--model-train-steps", "5", "--energy-train-steps", "5", "--num-test-layouts", "3", "--map-seeds", "0",
-             "--map-episodes", "2"]
+             "--map-episodes", "2", "--replan-every", "16"]
     done = subprocess.run([sys.executable, "reach_map.py", *flags], cwd=FOLDER, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
