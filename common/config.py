@@ -135,8 +135,9 @@ class Exp1Config(RunConfig):
     hidden_dim: int = param(128, "width of the residual MLP step model", "model", ge=1, le=4096)
     num_layers: int = param(2, "hidden layers of the residual MLP step model", "model", ge=1, le=16)
     # training
-    variants: list[str] = param(["flat", "spectral", "hf", "helm"], "ablation variants to train (flat_multistep: "
-                                "flat on multistep_rollout_steps-step rollouts, the compounding-error baseline)",
+    variants: list[str] = param(["flat", "flat_multistep", "spectral", "hf", "helm"], "ablation variants to train "
+                                "(flat_multistep: flat on multistep_rollout_steps-step rollouts, the compounding-error "
+                                "baseline)",
                                 "eval", choices=("flat", "flat_multistep", "spectral", "hf", "helm"))
     train_protocol: str = param("short", "short: one model per variant trained on short rollouts; per_horizon: "
                                 "the specification's one model per T trained on T-step rollouts", "model",
@@ -175,7 +176,7 @@ class Exp1Config(RunConfig):
     planning_tolerance: float = param(0.1, "success: ||s_T - target|| below this (normalized units; the diagnostic "
                                       "on the model, and the true-system test under success_rule absolute)", "eval",
                                       gt=0)
-    task_kind: str = param("random", "true-system tasks (exp1_spectral_cliff/tasks.py): random (target = the true "
+    task_kind: str = param("far", "true-system tasks (exp1_spectral_cliff/tasks.py): random (target = the true "
                            "state after i.i.d. random actions) or far (after persistent random actions, at least "
                            "task_min_distance and at most task_max_distance from the zero-action endpoint)", "eval",
                            choices=("random", "far"))
@@ -187,7 +188,7 @@ class Exp1Config(RunConfig):
                                      "(normalized units)", "eval", ge=0)
     task_max_distance: float = param(1.0, "far tasks: largest distance d0 from the zero-action endpoint to the "
                                      "target (normalized units)", "eval", gt=0)
-    success_rule: str = param("absolute", "true-system success: absolute (error < planning_tolerance) or relative "
+    success_rule: str = param("relative", "true-system success: absolute (error < planning_tolerance) or relative "
                               "(error < success_ratio x d0, d0 = the zero-action endpoint's distance to the target)",
                               "eval", choices=("absolute", "relative"))
     success_ratio: float = param(0.25, "relative success: the largest error, as a fraction of d0", "eval", gt=0,
@@ -199,7 +200,7 @@ class Exp1Config(RunConfig):
                               "many steps", "eval", ge=1, le=1000)
     mpc_iters: int = param(20, "closed loop: Adam iterations of each re-plan (warm-started from the previous plan)",
                            "eval", ge=1, le=100_000)
-    planning_grad_clip: float = param(0.0, "the true_clipped row: the planner on the true system, open loop, with "
+    planning_grad_clip: float = param(0.1, "the true_clipped row: the planner on the true system, open loop, with "
                                       "each example's action gradient clipped to this norm (0 = off)", "eval", ge=0)
     planning_grad_window: int = param(0, "the true_clipped row: gradients through at most this many steps (the "
                                       "state detached every k steps, planner.py; 0 = off)", "eval", ge=0, le=1000)

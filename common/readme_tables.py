@@ -76,24 +76,58 @@ def norm_table(summary: dict, horizons, label: str = "norm_action") -> str:
     return "\n".join(lines)
 
 
+def control_rows(summary: dict) -> dict:
+    """The planners of the planning table in order: the ceiling, its bounded-gradient row (`true_clipped`, open
+    loop only, when measured), then the models."""
+    rows = dict(summary)
+    if "control_clipped" in summary.get("true", {}):
+        rows = {"true": rows["true"], "true_clipped": {"control": summary["true"]["control_clipped"]},
+                **{n: v for n, v in rows.items() if n != "true"}}
+    return rows
+
+
 def control_table(summary: dict, planning_horizons) -> str:
-    """Planning in the true system: per T and planner, solved fraction and median true error open / closed loop,
-    median iterations (closed loop: summed over re-plans), planning seconds per episode; then the two floors."""
-    lines = ["| T | planner | solved open | solved closed | error open | error closed | iters open | iters closed "
-             "| s/episode closed |", "|---" * 9 + "|"]
+    """Planning in the true system: per T and planner, solved fraction, median true error and median error / d0
+    (1 = no closer than zero actions) open / closed loop, median iterations (closed loop: summed over re-plans),
+    planning seconds per episode; then the two floors."""
+    lines = ["| T | planner | solved open | solved closed | error open | error closed | error / d0 open, closed "
+             "| iters open | iters closed | s/episode closed |", "|---" * 10 + "|"]
     for T in map(str, planning_horizons):
-        for name in summary:
-            o, c = (_get(summary, name, "control", T, m) or {} for m in ("open_loop", "closed_loop"))
+        for name, entry in control_rows(summary).items():
+            o, c = (_get(entry, "control", T, m) or {} for m in ("open_loop", "closed_loop"))
             label = "true system (ceiling)" if name == "true" else name
             lines.append(f"| {T} | {label} | {_fmt(o.get('solved_fraction'), '.0%')} "
                          f"| {_fmt(c.get('solved_fraction'), '.0%')} "
                          f"| {_fmt(_get(o, 'true_error', 'median'))} | {_fmt(_get(c, 'true_error', 'median'))} "
+                         f"| {_fmt(_get(o, 'error_over_d0', 'median'), '.2f')}, "
+                         f"{_fmt(_get(c, 'error_over_d0', 'median'), '.2f')} "
                          f"| {_fmt(_get(o, 'iterations', 'median'))} | {_fmt(_get(c, 'iterations', 'median'))} "
                          f"| {_fmt(c.get('plan_seconds_per_episode'), '.2g')} |")
         for kind in ("zero", "random"):
             f = _get(summary, "true", "floors", T, f"{kind}_actions") or {}
             lines.append(f"| {T} | {kind} actions (floor) | {_fmt(f.get('solved_fraction'), '.0%')} | | "
-                         f"{_fmt(_get(f, 'true_error', 'median'))} | | | | |")
+                         f"{_fmt(_get(f, 'true_error', 'median'))} | "
+                         f"| {_fmt(_get(f, 'error_over_d0', 'median'), '.2f')} | | | |")
+    return "\n".join(lines)
+
+
+def diagnosis_table(summary: dict, planning_horizons, mpc_intervals) -> str:
+    """`diagnosis.py` per T and model: median prediction error along the executed plan and along random actions,
+    the early-stop plan's open-loop solved fraction, the plan to the model's optimum (median model error, solved
+    fraction in the true system), the closed loop's solved fraction per re-planning interval."""
+    mpc = [f"solved MPC {k}" for k in mpc_intervals]
+    lines = ["| T | planner | pred. error plan | pred. error random | solved open | model error optimum "
+             "| solved optimum | " + " | ".join(mpc) + " |", "|---" * (7 + len(mpc)) + "|"]
+    for T in map(str, planning_horizons):
+        for name, entry in summary.items():
+            d = _get(entry, "diagnosis", T)
+            if d is None:
+                continue
+            cells = [_fmt(_get(d, "pred_error_plan", "median")), _fmt(_get(d, "pred_error_random", "median")),
+                     _fmt(_get(entry, "control", T, "open_loop", "solved_fraction"), ".0%"),
+                     _fmt(_get(d, "optimum_model_error", "median")), _fmt(_get(d, "optimum", "solved_fraction"), ".0%")]
+            cells += [_fmt(_get(d, "mpc", str(k), "solved_fraction"), ".0%") for k in mpc_intervals]
+            lines.append(f"| {T} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -137,6 +171,13 @@ def exp1_control(root: Path) -> str:
     """`variants.*.control` and `variants.true.floors` of exp1's metrics.json."""
     metrics = load(root, f"{EXP1}/results/metrics.json")
     return control_table(metrics["variants"], metrics["config"]["planning_horizons"])
+
+
+def exp1_diagnosis(root: Path) -> str:
+    """`variants.*.diagnosis` of the committed `--diagnose` run (diagnosis/results/metrics.json)."""
+    metrics = load(root, f"{EXP1}/diagnosis/results/metrics.json")
+    cfg = metrics["config"]
+    return diagnosis_table(metrics["variants"], cfg["planning_horizons"], cfg["diagnose_mpc_intervals"])
 
 
 def exp1_criteria(root: Path) -> str:
@@ -462,6 +503,7 @@ TABLES = {  # README (relative to the repository root) -> table name -> renderer
         "exp1.norm_state": lambda root: exp1_norms(root, "norm_state"),
         "exp1.summary": exp1_summary,
         "exp1.control": exp1_control,
+        "exp1.diagnosis": exp1_diagnosis,
         "exp1.criteria": exp1_criteria,
         "exp1.seed_sets": exp1_seed_sets,
         "exp1.sweep": exp1_sweep,

@@ -19,6 +19,7 @@ DPI = 160
 COLORS = {
     "true": "#000000",
     "flat": "#d62728",
+    "flat_multistep": "#e377c2",
     "spectral": "#ff7f0e",
     "hf": "#2ca02c",
     "helm": "#1f77b4",

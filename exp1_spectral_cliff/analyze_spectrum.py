@@ -74,12 +74,13 @@ def summarize(cfg, arrays: dict) -> dict:
 
 def _error_stats(cfg, errors: np.ndarray, d0) -> dict:
     """True final errors (S, B) and the tasks' d0 (S, B; None without the true system's arrays):
-    statistics and the solved fraction (`tasks.solved`)."""
+    statistics, the solved fraction (`tasks.solved`) and error / d0 (1 = no closer than zero actions)."""
     finite = np.isfinite(errors)
     fraction = None
     if finite.any() and (d0 is not None or cfg.success_rule == "absolute"):
         fraction = float(solved(cfg, errors[finite], None if d0 is None else d0[finite]).mean())
-    return {"true_error": _with_seeds(errors), "solved_fraction": fraction}
+    relative = {} if d0 is None else {"error_over_d0": _with_seeds(errors / d0)}
+    return {"true_error": _with_seeds(errors), "solved_fraction": fraction, **relative}
 
 
 def _control_stats(cfg, a: dict, p: int, mode: str, d0) -> dict:
@@ -100,10 +101,6 @@ def _diagnosis_stats(cfg, a: dict, p: int, d0) -> dict:
             "optimum": _error_stats(cfg, a["diag_optimum_error"][:, p], d0),
             "mpc": {str(k): _error_stats(cfg, a["diag_mpc_error"][:, p, m], d0)
                     for m, k in enumerate(cfg.diagnose_mpc_intervals)}}
-
-
-def fmt(x, spec: str = ".3g") -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def _with_seeds(x: np.ndarray) -> dict:
@@ -152,6 +149,12 @@ def criteria(cfg, summary: dict) -> list:
         criterion("Flat / HELM ||ds_T/da||_F at T=200", ">= 20", _ratio(flat_200, helm_200), lambda m: m >= 20),
         criterion("diagnostic (convergence on the model): HELM iterations to its own model's targets, worst T<=100",
                   "< 60", plan_worst, lambda m: m < 60),
+        criterion("tasks need control: zero- and random-action floors' solved fraction, worst T", "<= 5 %",
+                  _worst_floor(cfg, summary), lambda m: m <= 0.05),
+        criterion("tasks are solvable: the planner on the true system, closed loop, solved fraction, worst T",
+                  ">= 85 %", _worst_ceiling(cfg, summary), lambda m: m >= 0.85),
+        criterion("no learned model worse than zero actions: median true error / d0, worst model, T and loop",
+                  "< 1", _worst_relative_error(cfg, summary), lambda m: m < 1),
         criterion("true system, closed loop: HELM solved fraction minus Flat's, worst T>=50", ">= 0",
                   _worst_gap(cfg, summary, "helm", "flat", 50), lambda m: m >= 0),
         criterion("HELM 1-step RMSE / Flat's, with the log-growth ratio < 0.10", "<= 3 (and ratio < 0.10)",
@@ -166,6 +169,26 @@ def _worst_gap(cfg, summary: dict, a: str, b: str, min_horizon: int, mode: str =
                             _get(summary, b, "control", str(T), mode, "solved_fraction"))
             for T in cfg.planning_horizons if T >= min_horizon]
     return None if not gaps or any(g is None for g in gaps) else min(gaps)
+
+
+def _worst_floor(cfg, summary: dict):
+    """max over planning horizons and both floors (zero, random actions) of the solved fraction."""
+    cells = [_get(summary, "true", "floors", str(T), f"{kind}_actions", "solved_fraction")
+             for T in cfg.planning_horizons for kind in ("zero", "random")]
+    return None if not cells or any(c is None for c in cells) else max(cells)
+
+
+def _worst_ceiling(cfg, summary: dict):
+    """min over planning horizons of the true-system planner's closed-loop solved fraction."""
+    cells = [_get(summary, "true", "control", str(T), "closed_loop", "solved_fraction") for T in cfg.planning_horizons]
+    return None if not cells or any(c is None for c in cells) else min(cells)
+
+
+def _worst_relative_error(cfg, summary: dict):
+    """max over learned models, planning horizons and open/closed loop of the median true error / d0."""
+    cells = [_get(summary, name, "control", str(T), f"{mode}_loop", "error_over_d0", "median")
+             for name in cfg.variants for T in cfg.planning_horizons for mode in ("open", "closed")]
+    return None if not cells or any(c is None for c in cells) else max(cells)
 
 
 def _diff(x, y):
@@ -186,34 +209,15 @@ def norm_table(cfg, summary: dict, label: str = "norm_action") -> str:
 
 
 def control_table(cfg, summary: dict) -> str:
-    """Markdown table of planning in the true system: per T and planner, solved fraction and median true
-    error open / closed loop, median iterations (closed loop: summed over re-plans) and seconds per episode;
-    the same formatter writes the README's table (`common.readme_tables`)."""
-    rows = {n: summary[n] for n in NAMES if n in summary}
-    if "control_clipped" in summary.get("true", {}):  # the ceiling with bounded gradients, open loop only
-        rows = {"true": rows["true"], "true_clipped": {"control": summary["true"]["control_clipped"]},
-                **{n: v for n, v in rows.items() if n != "true"}}
-    return readme_tables.control_table(rows, cfg.planning_horizons)
+    """Markdown table of planning in the true system (`common.readme_tables.control_table`, which also writes
+    the README's table)."""
+    return readme_tables.control_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons)
 
 
 def diagnosis_table(cfg, summary: dict) -> str:
-    """Markdown table of `diagnosis.py` per T and planner: median prediction error along the executed plan and
-    along random actions, the plan to the model's optimum (median model error, solved fraction in the true
-    system) beside the early-stop plan's, and the closed loop's solved fraction per re-planning interval."""
-    mpc = [f"solved MPC {k}" for k in cfg.diagnose_mpc_intervals]
-    lines = ["| T | planner | pred. error plan | pred. error random | solved open | model error optimum "
-             "| solved optimum | " + " | ".join(mpc) + " |", "|---" * (7 + len(mpc)) + "|"]
-    for T in map(str, cfg.planning_horizons):
-        for name in NAMES:
-            d = _get(summary, name, "diagnosis", T)
-            if d is None:
-                continue
-            cells = [fmt(_get(d, "pred_error_plan", "median")), fmt(_get(d, "pred_error_random", "median")),
-                     fmt(_get(summary, name, "control", T, "open_loop", "solved_fraction"), ".0%"),
-                     fmt(_get(d, "optimum_model_error", "median")), fmt(_get(d, "optimum", "solved_fraction"), ".0%")]
-            cells += [fmt(_get(d, "mpc", str(k), "solved_fraction"), ".0%") for k in cfg.diagnose_mpc_intervals]
-            lines.append(f"| {T} | {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Markdown table of `diagnosis.py` per T and model (`common.readme_tables.diagnosis_table`)."""
+    return readme_tables.diagnosis_table({n: summary[n] for n in NAMES if n in summary}, cfg.planning_horizons,
+                                         cfg.diagnose_mpc_intervals)
 
 
 def format_tables(cfg, metrics: dict) -> str:

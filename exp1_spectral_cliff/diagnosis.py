@@ -1,5 +1,5 @@
 """Why plans made with a learned model fail in the true system (`--diagnose`, off by default), per
-planner (a model, or the true system) and planning horizon, on the `evaluation.control` tasks:
+learned model and planning horizon, on the `evaluation.control` tasks:
 
 - exploitation: the planner's own prediction error ||model end - true end|| along the open-loop plan it
   executes (planned as `evaluation.control` plans, stopping at control_tolerance) and along random
@@ -11,7 +11,7 @@ planner (a model, or the true system) and planning horizon, on the `evaluation.c
 - MPC sweep: the closed loop's true error for each re-planning interval in diagnose_mpc_intervals
   (from the early-stop open-loop plan, as `evaluation.control`; the interval mpc_interval is its
   closed loop).
-With the true system as the planner the prediction errors are 0 by construction.
+The planner on the true system is not diagnosed (`measurements.measure_true`).
 Arrays (`arrays.py` layout, M = len(diagnose_mpc_intervals)): diag_pred_error_plan, diag_pred_error_random,
 diag_optimum_model_error, diag_optimum_error (S, P, B); diag_mpc_error (S, P, M, B).
 """

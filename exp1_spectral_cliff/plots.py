@@ -62,7 +62,8 @@ def plot_convergence(cfg, arrays: dict, path: Path) -> Path:
 
 def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
     """Planning in the true system: solved fraction and median true final error vs T, open loop (dashed)
-    and closed loop (solid) per planner's model, the planner on the true system (ceiling) and the floors."""
+    and closed loop (solid) per planner's model, the planner on the true system (ceiling; with bounded
+    gradients, dash-dot, when planning_grad_clip / planning_grad_window is set) and the floors."""
     fig, axes = viz_utils.new_figure(ncols=2, width=5.5, height=4.0)
     T = cfg.planning_horizons
     d0 = arrays["true"]["floor_zero_error"]  # (S, P, B): each task's zero-action distance
@@ -81,6 +82,12 @@ def plot_true_system_planning(cfg, arrays: dict, path: Path) -> Path:
             label = f"{'true system (ceiling)' if name == 'true' else name}, {mode} loop"
             axes[0, 0].plot(T, solved(e), ls=ls, marker="o", color=viz_utils.color(name), label=label)
             axes[0, 1].plot(T, median(e), ls=ls, marker="o", color=viz_utils.color(name), label=label)
+    if "clipped_error_open" in arrays["true"]:  # the ceiling with bounded gradients (open loop only)
+        e = arrays["true"]["clipped_error_open"]
+        label = (f"true system, bounded gradient (clip {cfg.planning_grad_clip:g}, window {cfg.planning_grad_window}), "
+                 "open loop")
+        axes[0, 0].plot(T, solved(e), ls="-.", marker="s", color=viz_utils.color("true"), label=label)
+        axes[0, 1].plot(T, median(e), ls="-.", marker="s", color=viz_utils.color("true"), label=label)
     for kind, marker in (("zero", "x"), ("random", "+")):
         e = arrays["true"][f"floor_{kind}_error"]
         axes[0, 0].plot(T, solved(e), ls=":", marker=marker, color="grey", label=f"{kind} actions (floor)")

@@ -3,11 +3,15 @@
     python probe_tasks.py      # tuning seed x 64 start states, 7 candidates, T = 10 20 50 100 (~4 min, 1 thread)
     python probe_tasks.py --num-eval-states 16 --planning-horizons 10 20
     python probe_tasks.py --probe-seeds 100 0 1 2 --candidates "random (stage two)" "far h5 d0.4-1 K64"
+    python probe_tasks.py --candidates "far h5 d0.4-1 K64" --success-rule relative --planning-horizons 50 100 \
+        --grad-bounds 0:0 1:0 0.1:0 0:10 0:20 1:20    # bounded gradients for the true_clipped row (~9 min)
 
 No learned model is loaded or trained: per candidate and T it prints d0 (the zero-action endpoint's
 distance to the target), the floors (zero actions, one fresh draw of the candidate's own proposal,
 fresh i.i.d. actions) and the planner on the true dynamics (the ceiling, `evaluation.control`: open
-loop and closed loop) under each success rule. All candidates' tasks run in one batch. Prints only.
+loop and closed loop) under each success rule. All candidates' tasks run in one batch. With
+--grad-bounds CLIP:WINDOW ..., also the ceiling open loop with bounded gradients (`planner.py`) on the
+first candidate's tasks, judged by the config's success rule. Prints only.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from common.cli_parse import parse
 from common.config import Exp1Config
 from common.runs import setup_torch
 from exp1_spectral_cliff.dataset import make_dataset
-from exp1_spectral_cliff.evaluation import control
+from exp1_spectral_cliff.evaluation import control, open_loop, true_error
 from exp1_spectral_cliff.tasks import Tasks, execute, floor_actions, make_tasks, random_actions, solved
 
 PROG = "exp1_spectral_cliff/probe_tasks.py"
@@ -57,12 +61,26 @@ def concat(parts: list[Tasks]) -> Tasks:
     return Tasks(parts[0].true_step, cat("s0"), cat("target"), cat("actions"), cat("zero_end"))
 
 
+def grad_bound(text: str) -> tuple[float, int]:
+    """"CLIP:WINDOW" -> (clip >= 0, window >= 0)."""
+    try:
+        clip, window = text.split(":")
+        bound = float(clip), int(window)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not CLIP:WINDOW (e.g. 0.1:0)") from None
+    if bound[0] < 0 or bound[1] < 0 or not np.isfinite(bound[0]):
+        raise argparse.ArgumentTypeError(f"{text!r}: clip and window must be >= 0")
+    return bound
+
+
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     own = argparse.ArgumentParser(prog=PROG, add_help=False)
     own.add_argument("--probe-seeds", type=int, nargs="+", default=None,
                      help="seeds to probe (default: the tuning seed only; never more than it and seeds 0-2)")
     own.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    own.add_argument("--grad-bounds", nargs="+", default=[], metavar="CLIP:WINDOW", type=grad_bound,
+                     help="bounded-gradient settings of the ceiling to probe, open loop (0 = off)")
     args, rest = own.parse_known_args(sys.argv[1:] if argv is None else argv)
     cfg = parse(Exp1Config, rest, prog=PROG)
     if cfg.dry_run:
@@ -101,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':22s} ceiling median error open {np.median(errors['open']):.3f}, closed "
                   f"{np.median(errors['closed']):.3f}; d0 in [{c.task_min_distance}, {c.task_max_distance}]: "
                   f"{((d0 >= c.task_min_distance) & (d0 <= c.task_max_distance)).mean():.0%}", flush=True)
+        first = tasks[args.candidates[0]]
+        for clip, window in args.grad_bounds:
+            plan, iters, seconds = open_loop(cfg, first.true_step, torch.float64, first, clip=clip, window=window)
+            error = true_error(first, plan).cpu().numpy()
+            print(f"bounded gradients clip {clip} window {window}, {args.candidates[0]}: open loop solved "
+                  f"{solved(cands[args.candidates[0]], error, first.d0.cpu().numpy()).mean():.0%} "
+                  f"({cfg.success_rule}), median error {np.median(error):.3f}, median iterations "
+                  f"{np.median(iters.cpu().numpy()):.0f} ({seconds:.0f} s)", flush=True)
     print(f"\nruntime {time.perf_counter() - total:.0f} s")
     return 0
 

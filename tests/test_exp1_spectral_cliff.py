@@ -159,7 +159,7 @@ def test_quick_run_writes_outputs_resumes_and_replots(tmp_path, monkeypatch):
                                               "exp1_true_system_planning.png", "exp1_training_curves.png")]
     assert all(p.stat().st_size > 10_000 for p in plots)
     first = _metrics(tmp_path)
-    assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 7
+    assert {c["name"] for c in first["criteria"]} and len(first["criteria"]) == 10
     true_norms = first["variants"]["true"]["norm_action"]
     assert true_norms["200"]["median"] > true_norms["5"]["median"]
 
