@@ -219,12 +219,15 @@ EXP1_FAMILIES = {"flat": "Flat", "spectral": "per-step hinge", "ftle": "FTLE", "
 
 def exp1_sweep(root: Path) -> str:
     """The frontier, one row per member of exp1's `sweep.json` (`members`: norm_action at T = 100 and 200,
-    growth_ratio, rmse_1step, rmse_1step_over_flat, rmse_10step, meets_rule); the `chosen` member in bold."""
+    growth_ratio, rmse_1step, rmse_1step_over_flat, rmse_10step, meets_rule, solved_closed per planning
+    horizon); the `chosen` member in bold."""
     sweep = load(root, f"{EXP1}/results/sweep.json")
     h = {T: i for i, T in enumerate(sweep["horizons"])}
     chosen = sweep["chosen"] or {}
+    solved_header = " / ".join(map(str, sweep["planning_horizons"]))
     lines = ["| family | strength | `‖ds/da‖` T=100 | T=200 | log-growth 50->200 / Flat's | 1-step RMSE | x Flat "
-             "| 10-step RMSE | meets the norm criteria |", "|---" * 9 + "|"]
+             f"| 10-step RMSE | meets the norm criteria | true system, closed loop solved, T = {solved_header} |",
+             "|---" * 10 + "|"]
     for r in sweep["members"]:
         family, strength = EXP1_FAMILIES.get(r["family"], r["family"]), format(r["lambda"], "g")
         if r["family"] == chosen.get("family") and r["lambda"] == chosen.get("lambda"):
@@ -232,7 +235,8 @@ def exp1_sweep(root: Path) -> str:
         lines.append(f"| {family} | {strength} | {_fmt(r['norm_action'][h[100]])} | {_fmt(r['norm_action'][h[200]])} "
                      f"| {_fmt(r.get('growth_ratio'), '.3f')} | {_fmt(r['rmse_1step'], '.4f')} "
                      f"| {_fmt(r['rmse_1step_over_flat'], '.2f')} | {_fmt(r['rmse_10step'], '.3f')} "
-                     f"| {'yes' if r['meets_rule'] else 'no'} |")
+                     f"| {'yes' if r['meets_rule'] else 'no'} "
+                     f"| {' / '.join(_fmt(x, '.0%') for x in r['solved_closed'])} |")
     return "\n".join(lines)
 
 

@@ -10,6 +10,9 @@ the FTLE penalty at cfg.ftle_sweep, the k-step hinge at cfg.kstep_sweep. Members
 their penalty. Rule for HELM's default (fixed before looking): among the members that meet the three
 norm criteria on the tuning seed (||ds_T/da||_F(T=100) < 20, Flat/member at T=200 >= 20, log-growth
 50->200 < 10 % of Flat's), the one with the lowest 1-step test RMSE.
+Every member also plans in the true system, on the tuning seed's tasks, with the default run's planner
+and schedule (`evaluation.control`): its solved fraction and median error / d0 per planning horizon,
+open and closed loop (reported beside the frontier; not part of the rule).
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from common.config import Exp1Config
 from common.launch import Unit, launch
 from common.runs import (StagedOutputs, Timer, load_checkpoint_if_matches, save_checkpoint, setup_torch, to_jsonable,
                          write_json)
+import torch
+
 from exp1_spectral_cliff.dataset import make_dataset
+from exp1_spectral_cliff.evaluation import control
 from exp1_spectral_cliff.models import EnsembleStepModel
 from exp1_spectral_cliff.plots import plot_tradeoff
 from exp1_spectral_cliff.quality import model_rmse
 from exp1_spectral_cliff.spectrum import model_log_norms
+from exp1_spectral_cliff.tasks import make_tasks, solved
 from exp1_spectral_cliff.training import train_members, unit_config
 
 FAMILIES = {"spectral": "lambda_sweep", "ftle": "ftle_sweep", "kstep": "kstep_sweep"}  # family -> its strengths' field
@@ -84,6 +91,23 @@ def measure_members(cfg, model, data) -> dict:
     return {"norm_action": med(log_a), "norm_state": med(log_s), "rmse_1step": rmse1, "rmse_10step": rmse10}
 
 
+def plan_members(cfg, model, data, device) -> dict:
+    """Every member plans on the same tasks of the tuning seed (the seed repeated once per member: the
+    tasks are drawn from its named streams) -> {"solved_open", "solved_closed", "error_over_d0_open",
+    "error_over_d0_closed"}: (n, P) solved fractions and median error / d0."""
+    n, P = model.num_members, len(cfg.planning_horizons)
+    seeds, datasets = [cfg.tuning_seed] * n, {cfg.tuning_seed: data}
+    out = {f"{k}_{mode}": np.full((n, P), np.nan) for k in ("solved", "error_over_d0") for mode in ("open", "closed")}
+    for p, T in enumerate(cfg.planning_horizons):
+        tasks = make_tasks(cfg, datasets, seeds, T, device)
+        result, d0 = control(cfg, model, torch.float32, datasets, seeds, T, device, tasks), tasks.d0.cpu().numpy()
+        for mode in ("open", "closed"):
+            error = result[f"error_{mode}"]
+            out[f"solved_{mode}"][:, p] = solved(cfg, error, d0).mean(axis=1)
+            out[f"error_over_d0_{mode}"][:, p] = np.median(error / d0, axis=1)
+    return out
+
+
 def frontier_rows(cfg, members: list[dict], m: dict, diverged: list[bool]) -> list[dict]:
     """Per member: its measurements, the three norm checks and the accuracy relative to Flat (row 0)."""
     h = {T: i for i, T in enumerate(cfg.horizons)}
@@ -127,9 +151,11 @@ def main(argv=None) -> int:
     if cfg.launcher != "inline":  # one batched ensemble: one unit, then loaded here from its checkpoint
         launch(cfg, [Unit("frontier", sweep_unit, (cfg, members, ckpt_path, device))], ckpt_path.parent / "launcher")
     model, diverged = train_sweep(cfg, data, members, ckpt_path, device)
-    rows = frontier_rows(cfg, members, measure_members(cfg, model, data), diverged)
+    rows = frontier_rows(cfg, members, {**measure_members(cfg, model, data), **plan_members(cfg, model, data, device)},
+                         diverged)
     chosen = choose(rows)
-    result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons, "rule": RULE,
+    result = {"tuning_seed": cfg.tuning_seed, "lambda_hf": cfg.lambda_hf, "horizons": cfg.horizons,
+              "planning_horizons": cfg.planning_horizons, "rule": RULE,
               "members": rows, "chosen": None if chosen is None else {k: rows[chosen][k] for k in ("family", "lambda")},
               "runtime_seconds": timer.seconds(), "config": dataclasses.asdict(cfg)}
     write_json(staged.results / "sweep.json", result)
@@ -137,7 +163,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['family']:<9} {r['lambda']:<6g} ||ds/da|| per T {np.array2string(r['norm_action'], precision=3)}  "
               f"growth ratio {r.get('growth_ratio', float('nan')):.3f}  rmse1 {r['rmse_1step']:.4g} "
-              f"({r['rmse_1step_over_flat']:.2f}x Flat)  meets rule: {r['meets_rule']}")
+              f"({r['rmse_1step_over_flat']:.2f}x Flat)  meets rule: {r['meets_rule']}  true system, closed loop "
+              f"solved per T {np.array2string(r['solved_closed'], precision=2)}")
     print(f"chosen: {result['chosen']} ({RULE})\nruntime_seconds: {timer.seconds():.1f}")
     for path in staged.publish():
         print(f"wrote {path}")

@@ -100,3 +100,20 @@ def test_the_task_criteria_read_the_floors_the_ceiling_and_error_over_d0(setup):
     assert bad["tasks are solvable"].measured == 0.75 and not bad["tasks are solvable"].passed
     assert bad["no learned model worse than zero actions"].measured == pytest.approx(2)
     assert not bad["no learned model worse than zero actions"].passed
+
+
+def test_every_frontier_member_plans_on_the_same_tuning_seed_tasks(setup):
+    """sweep_lambda.plan_members: one row per member; members with equal weights get equal results, since
+    every member sees the tuning seed's tasks."""
+    from exp1_spectral_cliff.sweep_lambda import plan_members
+    cfg, _ = setup
+    cfg = dataclasses.replace(cfg, tuning_seed=0)
+    data = make_dataset(cfg, 0)
+    twins = EnsembleStepModel([5, 5, 6], hidden_dim=8)  # members 0 and 1 share their initialization
+    out = plan_members(cfg, twins, data, CPU)
+    assert set(out) == {"solved_open", "solved_closed", "error_over_d0_open", "error_over_d0_closed"}
+    for value in out.values():
+        assert value.shape == (3, len(cfg.planning_horizons)) and np.isfinite(value).all()
+        np.testing.assert_array_equal(value[0], value[1])
+    assert ((out["solved_closed"] >= 0) & (out["solved_closed"] <= 1)).all()
+    assert not np.array_equal(out["error_over_d0_open"][0], out["error_over_d0_open"][2])

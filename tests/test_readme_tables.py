@@ -45,7 +45,7 @@ def test_a_changed_json_is_caught_and_rewritten_between_the_markers_only(tmp_pat
     assert readme_tables.stale_readmes(root) == []
     after = readme.read_text()
     assert "| `runtime_seconds` | | 1234 | 879 | 889 |" in after
-    assert "| Flat | 0 | 22.5 | 2e+03 | 1.000 | 0.0092 | 9.88 | 0.103 | no |" in after
+    assert "| Flat | 0 | 22.5 | 2.04e+03 | 1.000 | 0.0092 | 9.88 | 0.103 | no | 55% / 45% / 41% / 50% |" in after
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(changed) == 2 and len(before.splitlines()) == len(after.splitlines())
 
