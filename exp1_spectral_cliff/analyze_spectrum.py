@@ -168,27 +168,32 @@ def _worst_gap(cfg, summary: dict, a: str, b: str, min_horizon: int, mode: str =
     gaps = [_diff(_get(summary, a, "control", str(T), mode, "solved_fraction"),
                             _get(summary, b, "control", str(T), mode, "solved_fraction"))
             for T in cfg.planning_horizons if T >= min_horizon]
-    return None if not gaps or any(g is None for g in gaps) else min(gaps)
+    return _every(gaps, min)
+
+
+def _every(cells: list, reduce):
+    """reduce(cells) when every cell was measured, else None (the criterion then FAILs)."""
+    return None if not cells or any(c is None for c in cells) else reduce(cells)
 
 
 def _worst_floor(cfg, summary: dict):
     """max over planning horizons and both floors (zero, random actions) of the solved fraction."""
     cells = [_get(summary, "true", "floors", str(T), f"{kind}_actions", "solved_fraction")
              for T in cfg.planning_horizons for kind in ("zero", "random")]
-    return None if not cells or any(c is None for c in cells) else max(cells)
+    return _every(cells, max)
 
 
 def _worst_ceiling(cfg, summary: dict):
     """min over planning horizons of the true-system planner's closed-loop solved fraction."""
     cells = [_get(summary, "true", "control", str(T), "closed_loop", "solved_fraction") for T in cfg.planning_horizons]
-    return None if not cells or any(c is None for c in cells) else min(cells)
+    return _every(cells, min)
 
 
 def _worst_relative_error(cfg, summary: dict):
     """max over learned models, planning horizons and open/closed loop of the median true error / d0."""
     cells = [_get(summary, name, "control", str(T), f"{mode}_loop", "error_over_d0", "median")
              for name in cfg.variants for T in cfg.planning_horizons for mode in ("open", "closed")]
-    return None if not cells or any(c is None for c in cells) else max(cells)
+    return _every(cells, max)
 
 
 def _diff(x, y):
