@@ -41,9 +41,9 @@ def measure_variant(cfg, models_by_horizon: dict, seeds: list[int], datasets: di
         model = models_by_horizon.get(T)
         if model is not None:  # per-horizon protocol: only horizons that have a model
             out["plan_iters"][rows, p] = planning_iterations(cfg, model, datasets, seeds, T)
-            put_control(out, rows, p, control(cfg, model, torch.float32, datasets, seeds, T, model.device))
+            tasks = make_tasks(cfg, datasets, seeds, T, model.device)
+            put_control(out, rows, p, control(cfg, model, torch.float32, datasets, seeds, T, model.device, tasks))
             if cfg.diagnose:
-                tasks = make_tasks(cfg, datasets, seeds, T, model.device)
                 put_diagnosis(out, rows, p, diagnose(cfg, model, torch.float32, tasks, seeds))
     return out
 

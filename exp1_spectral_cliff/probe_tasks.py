@@ -33,20 +33,22 @@ from exp1_spectral_cliff.evaluation import control, open_loop, true_error
 from exp1_spectral_cliff.tasks import Tasks, execute, floor_actions, make_tasks, random_actions, solved
 
 PROG = "exp1_spectral_cliff/probe_tasks.py"
+
+
+def far(hold: int, draws: int, min_distance: float, max_distance: float) -> dict:
+    """The task fields of a far-task candidate."""
+    return {"task_kind": "far", "task_hold_steps": hold, "task_draws": draws, "task_min_distance": min_distance,
+            "task_max_distance": max_distance}
+
+
 CANDIDATES = {  # name -> task fields (probed on the tuning seed; see the README's tasks section)
     "random (stage two)": {"task_kind": "random"},
-    "persistent h10": {"task_kind": "far", "task_hold_steps": 10, "task_draws": 1, "task_min_distance": 0.0,
-                       "task_max_distance": 100.0},
-    "far h10 d>=0.4 K16": {"task_kind": "far", "task_hold_steps": 10, "task_draws": 16, "task_min_distance": 0.4,
-                           "task_max_distance": 100.0},
-    "far h5 d>=0.4 K16": {"task_kind": "far", "task_hold_steps": 5, "task_draws": 16, "task_min_distance": 0.4,
-                          "task_max_distance": 100.0},
-    "far h5 d0.4-1 K32": {"task_kind": "far", "task_hold_steps": 5, "task_draws": 32, "task_min_distance": 0.4,
-                          "task_max_distance": 1.0},
-    "far h5 d0.4-1 K64": {"task_kind": "far", "task_hold_steps": 5, "task_draws": 64, "task_min_distance": 0.4,
-                          "task_max_distance": 1.0},
-    "far h10 d0.4-1 K32": {"task_kind": "far", "task_hold_steps": 10, "task_draws": 32, "task_min_distance": 0.4,
-                           "task_max_distance": 1.0},
+    "persistent h10": far(10, 1, 0.0, 100.0),
+    "far h10 d>=0.4 K16": far(10, 16, 0.4, 100.0),
+    "far h5 d>=0.4 K16": far(5, 16, 0.4, 100.0),
+    "far h5 d0.4-1 K32": far(5, 32, 0.4, 1.0),
+    "far h5 d0.4-1 K64": far(5, 64, 0.4, 1.0),
+    "far h10 d0.4-1 K32": far(10, 32, 0.4, 1.0),
 }
 RULES = {"abs 0.1": {"success_rule": "absolute", "planning_tolerance": 0.1},
          "rel 0.1": {"success_rule": "relative", "success_ratio": 0.1},
